@@ -1,0 +1,279 @@
+"""The interface every binarization algorithm implements, and the layers that call it.
+
+An algorithm is a small stateless object: it says how weights and inputs become 1-bit, how the
+output is re-scaled, and which facts (deployability, extra full-precision cost) other parts of
+the benchmark read. Per-layer state (learnable scales, thresholds, schedule values) lives on the
+binarized layer itself, so it is saved, loaded, optimised and exported with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# --------------------------------------------------------------------------------------------
+# Sign functions with their gradient approximations (paper Eqs. 11, 12, 16, 22)
+# --------------------------------------------------------------------------------------------
+
+
+def _hard_sign(x: Tensor) -> Tensor:
+    """sign with sign(0) = +1, as every binary engine computes it (paper Eq. 12)."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class _SignClipSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(x)
+        return _hard_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+class _SignIdentitySTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        return _hard_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        return grad
+
+
+class _SignPolynomial(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(x)
+        return _hard_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (x,) = ctx.saved_tensors
+        return grad * (2.0 - 2.0 * x.abs()).clamp_min(0.0)
+
+
+def sign_clip_ste(x: Tensor) -> Tensor:
+    """BNN's sign: gradient passed where |x| <= 1, zero elsewhere (paper Eq. 12)."""
+    return _SignClipSTE.apply(x)
+
+
+def sign_identity_ste(x: Tensor) -> Tensor:
+    """sign with the plain straight-through (identity) gradient."""
+    return _SignIdentitySTE.apply(x)
+
+
+def sign_polynomial(x: Tensor) -> Tensor:
+    """Bi-Real's ApproxSign: gradient 2+2x on [-1,0), 2-2x on [0,1), 0 elsewhere (Eq. 16)."""
+    return _SignPolynomial.apply(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Facts each algorithm declares (read by export, complexity and the report)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeploymentFacts:
+    """What a binary inference engine must support to run the algorithm (paper Table 4).
+
+    weight_scale: "none", "per-layer", "per-channel" or "spatial" (output-shaped, XNOR++).
+    weight_scale_form: "none", "statistic" (computed from the weights) or "learned".
+    bn_foldable: the weight scale is a per-channel constant that folds into a following BN.
+    activation_rescaling: inputs are re-scaled by statistics computed at run time (XNOR's K).
+    activation_mean_shift: inputs are shifted by a learned constant before sign (ReActNet).
+    """
+
+    weight_scale: str
+    weight_scale_form: str
+    bn_foldable: bool
+    activation_rescaling: bool
+    activation_mean_shift: bool
+
+    @property
+    def deployable(self) -> bool:
+        """Deployable on engines with Larq/daBNN's capabilities (paper Table 4)."""
+        return (
+            self.weight_scale in ("none", "per-layer", "per-channel")
+            and (self.weight_scale == "none" or self.bn_foldable)
+            and not self.activation_rescaling
+        )
+
+    @property
+    def why_not_deployable(self) -> str:
+        if self.weight_scale not in ("none", "per-layer", "per-channel"):
+            return f"{self.weight_scale} weight scaling factors cannot fold into BatchNorm"
+        if self.weight_scale != "none" and not self.bn_foldable:
+            return "weight scaling factors are not foldable into BatchNorm"
+        if self.activation_rescaling:
+            return "activation re-scaling by run-time statistics is not supported by engines"
+        return ""
+
+
+# --------------------------------------------------------------------------------------------
+# The algorithm interface
+# --------------------------------------------------------------------------------------------
+
+
+class Algorithm:
+    """Base class of a binarization algorithm; subclasses override what differs.
+
+    The defaults give BNN-like behaviour: clip-STE sign on weights and inputs, no scaling.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    weight_bits: ClassVar[int] = 1
+    activation_bits: ClassVar[int] = 1
+    # True when setup_layer sizes parameters from the layer's output (binarize() then needs
+    # an example input).
+    needs_output_shape: ClassVar[bool] = False
+    deployment: ClassVar[DeploymentFacts] = DeploymentFacts(
+        weight_scale="none",
+        weight_scale_form="none",
+        bn_foldable=True,
+        activation_rescaling=False,
+        activation_mean_shift=False,
+    )
+
+    # -- per-layer set-up ------------------------------------------------------------------
+    def setup_layer(self, layer: BinarizedLayer, output_shape: tuple[int, ...]) -> None:
+        """Create the layer's learnable parameters; output_shape excludes the batch dim."""
+
+    # -- forward pieces ----------------------------------------------------------------------
+    def binarize_weight(self, layer: BinarizedLayer, weight: Tensor) -> Tensor:
+        """Return the weights the layer computes with: exactly +-scale."""
+        return sign_clip_ste(weight)
+
+    def activation_sign(self, x: Tensor) -> Tensor:
+        """The algorithm's sign for activations, with its gradient approximation."""
+        return sign_clip_ste(x)
+
+    def binarize_input(self, layer: BinarizedLayer, x: Tensor) -> Tensor:
+        """Return the 1-bit input (+-1) the layer computes with."""
+        return self.activation_sign(x)
+
+    def scale_output(self, layer: BinarizedLayer, x: Tensor, y: Tensor) -> Tensor:
+        """Re-scale the binary product (learned or run-time scales); x is the real input."""
+        return y
+
+    # -- training schedule ---------------------------------------------------------------------
+    def update_schedule(self, layer: BinarizedLayer, step: int, total_steps: int) -> None:
+        """Set per-layer schedule values at training progress step / total_steps."""
+
+    # -- complexity facts ----------------------------------------------------------------------
+    def extra_fp_params(self, layer: BinarizedLayer) -> int:
+        """Full-precision numbers a deployed layer stores besides its 1-bit weights and bias."""
+        return 0
+
+    def extra_fp_ops(self, layer: BinarizedLayer, output_shape: tuple[int, ...]) -> int:
+        """Full-precision operations per sample a deployed layer adds (scaling, shifting)."""
+        return 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# Scales shared by several algorithms
+# --------------------------------------------------------------------------------------------
+
+
+def per_channel_mean_abs(weight: Tensor) -> Tensor:
+    """mean|w| over every dim but the output channel, shaped to broadcast against weight."""
+    dims = tuple(range(1, weight.dim()))
+    return weight.abs().mean(dim=dims, keepdim=True)
+
+
+def channel_scale_ops(output_shape: tuple[int, ...]) -> int:
+    """One multiply per output element for a per-channel scale not folded away."""
+    return math.prod(output_shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Binarized layers: drop-in replacements that keep every argument of the layer they replace
+# --------------------------------------------------------------------------------------------
+
+
+class BinarizedLayer(nn.Module):
+    """Mixin for layers whose weights and inputs go through an Algorithm.
+
+    The FP weight and bias keep their names, so a state_dict of the full-precision model loads
+    into the binarized one (the extra learnable parameters keep their initial values).
+    """
+
+    algorithm: Algorithm
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        algo = self.algorithm
+        y = self._product(algo.binarize_input(self, x), algo.binarize_weight(self, self.weight))
+        y = algo.scale_output(self, x, y)
+        if self.bias is not None:
+            shape = (1, -1) + (1,) * (y.dim() - 2) if not isinstance(self, nn.Linear) else (-1,)
+            y = y + self.bias.view(shape)
+        return y
+
+    def binary_weight(self) -> Tensor:
+        """The weights the layer computes with (for tests, export and inspection)."""
+        with torch.no_grad():
+            return self.algorithm.binarize_weight(self, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, algorithm={self.algorithm.name}"
+
+
+class BinaryConv1d(BinarizedLayer, nn.Conv1d):
+    def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv1d(x, weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv1d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+
+class BinaryConv2d(BinarizedLayer, nn.Conv2d):
+    def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+        if self.padding_mode != "zeros":
+            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(x, weight, None, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+
+class BinaryLinear(BinarizedLayer, nn.Linear):
+    def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.linear(x, weight)
+
+
+BINARY_LAYER_FOR: dict[type[nn.Module], type[BinarizedLayer]] = {
+    nn.Conv1d: BinaryConv1d,
+    nn.Conv2d: BinaryConv2d,
+    nn.Linear: BinaryLinear,
+}
+
+
+class BinaryMatmul(nn.Module):
+    """Matmul of two activation tensors, both binarized (bi-attention in transformers).
+
+    Both operands go through the algorithm's activation sign, so its gradient approximation
+    reaches both (the authors' bi-attention gave Q and K no gradient).
+    """
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+        sign = self.algorithm.activation_sign
+        return torch.matmul(sign(a), sign(b))

