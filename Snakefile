@@ -1,0 +1,25 @@
+# bibench: pretrain -> binarize+finetune -> evaluate -> export ONNX -> latency -> complexity
+# -> aggregate -> report. One Parquet file per benchmark cell; see README.md and docs/design.md.
+import sys
+
+sys.path.insert(0, workflow.basedir)  # use this checkout's bibench even if not installed
+
+
+# The default config applies only when no --configfile is given: another grid (e.g.
+# config/paper.yaml) must not inherit the default's tasks.
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/deploy.smk"
+include: "workflow/rules/summarize.smk"
+
+
+rule all:
+    input:
+        "results/report.html",
+    default_target: True

@@ -1,0 +1,84 @@
+"""Join the per-cell tables into one table with a row per cell and evaluation condition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bibench.catalog import FP32
+from bibench.complexity import Totals, compression_ratio, speedup_ratio
+from bibench.io import PROVENANCE, read_table
+from bibench.models import get_architecture
+
+KEY = ["task", "arch", "algorithm", "seed"]
+_PROVENANCE_NAMES = [f.name for f in PROVENANCE]
+
+
+def _concat(paths: list[str], table: str) -> pd.DataFrame:
+    frames = [read_table(p, table) for p in paths]
+    if not frames:
+        raise ValueError(f"no {table} tables to aggregate")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: wall time of its own training run, final status, training provenance."""
+    last = train.groupby(KEY, as_index=False).last()
+    wall = train.groupby(KEY, as_index=False)["epoch_seconds"].sum()
+    wall = wall.rename(columns={"epoch_seconds": "train_wall_seconds"})
+    last = last[KEY + ["status"] + _PROVENANCE_NAMES].rename(columns={"status": "train_status"})
+    return last.merge(wall, on=KEY)
+
+
+def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
+    total = complexity[complexity["layer"] == ""]
+    fp = total[total["algorithm"] == FP32].set_index(["task", "arch"])
+    rows = []
+    for r in total.itertuples(index=False):
+        t = Totals(r.params, r.fp_params, r.binary_params, r.flops, r.fp_flops, r.binary_flops)
+        ref = fp.loc[(r.task, r.arch)] if (r.task, r.arch) in fp.index else None
+        rows.append({
+            "task": r.task, "arch": r.arch, "algorithm": r.algorithm,
+            "params": r.params, "fp_params": r.fp_params, "flops": r.flops,
+            "fp_flops": r.fp_flops,
+            "compression_ratio": compression_ratio(int(ref["params"]), t) if ref is not None
+            else float("nan"),
+            "speedup_ratio": speedup_ratio(int(ref["flops"]), t) if ref is not None
+            else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
+                  eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
+                  complexity_tables: list[str]) -> pd.DataFrame:
+    """metrics.parquet rows: each cell x condition with its FP32 reference and efficiency."""
+    evals = _concat(eval_tables, "eval").drop(columns=_PROVENANCE_NAMES)
+    frame = evals.merge(_train_summary(_concat(train_tables, "train")), on=KEY, how="left")
+
+    fp32 = evals[evals["algorithm"] == FP32][["task", "arch", "seed", "condition", "severity",
+                                               "value"]].rename(columns={"value": "fp32_value"})
+    frame = frame.merge(fp32, on=["task", "arch", "seed", "condition", "severity"], how="left")
+    frame["relative_to_fp32"] = frame["value"] / frame["fp32_value"]
+
+    frame = frame.merge(_complexity_summary(_concat(complexity_tables, "complexity")),
+                        on=["task", "arch", "algorithm"], how="left")
+
+    exports = _concat(export_tables, "export")[KEY + ["argmax_agreement"]]
+    frame = frame.merge(exports.rename(columns={"argmax_agreement": "onnx_argmax_agreement"}),
+                        on=KEY, how="left")
+
+    lat = _concat(latency_tables, "latency")[KEY + ["engine", "threads", "median_ms",
+                                                     "speedup_vs_fp32"]]
+    lat = lat.rename(columns={"engine": "latency_engine", "threads": "latency_threads",
+                              "median_ms": "latency_median_ms",
+                              "speedup_vs_fp32": "latency_speedup_vs_fp32"})
+    frame = frame.merge(lat, on=KEY, how="left")
+
+    frame["family"] = frame["arch"].map(lambda a: get_architecture(a).family)
+    frame["config_hash"] = config_hash
+    unknown = set(frame["task"]) - set(tasks)
+    if unknown:
+        raise ValueError(f"tables of tasks not in the config: {sorted(unknown)}")
+    return frame.sort_values(KEY + ["condition", "severity"]).reset_index(drop=True)

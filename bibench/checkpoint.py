@@ -1,0 +1,46 @@
+"""Build a cell's model and save/load its checkpoint (weights plus what rebuilds the model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bibench.binarize import binarize
+from bibench.catalog import FP32
+from bibench.io import atomic_write
+from bibench.models import build_model, get_architecture
+
+
+def build_cell_model(arch: str, algorithm: str, input_shape: tuple[int, ...], num_classes: int,
+                     fp_model: nn.Module | None = None) -> nn.Module:
+    """The model of a cell: `fp_model` (or a new FP model) binarized by `algorithm`."""
+    model = fp_model if fp_model is not None else build_model(arch, input_shape, num_classes)
+    if algorithm == FP32:
+        return model
+    return binarize(
+        model, algorithm, example_input=torch.zeros(2, *input_shape),
+        keep_fp=get_architecture(arch).keep_fp,
+    )
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None:
+    """meta must hold arch, algorithm, input_shape and num_classes."""
+    missing = {"arch", "algorithm", "input_shape", "num_classes"} - set(meta)
+    if missing:
+        raise ValueError(f"checkpoint meta lacks {sorted(missing)}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda tmp: torch.save({"meta": meta, "state_dict": state}, tmp))
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the cell's model and load its weights; returns (model in eval mode, meta)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    meta = blob["meta"]
+    model = build_cell_model(
+        meta["arch"], meta["algorithm"], tuple(meta["input_shape"]), meta["num_classes"]
+    )
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), meta

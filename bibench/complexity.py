@@ -1,0 +1,125 @@
+"""Theoretical complexity: per-layer parameters and FLOPs, binary vs full precision (Eq. 7).
+
+A layer counts as binary when both its weights and inputs are 1-bit (a binarized layer). Its
+product's FLOPs are binary; the scaling factors, thresholds and other extras the algorithm
+declares count as full precision, as do BatchNorm and every layer kept in full precision.
+FLOPs of full-precision layers come from torch.utils.flop_counter (2 FLOPs per MAC).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from bibench.algorithms.base import BinarizedLayer
+
+BINARY_PARAM_COST = 1 / 32  # a 1-bit parameter stores in 1/32 of a float32 (paper Sec. 3.2)
+BINARY_FLOP_COST = 1 / 64  # a 1-bit x 1-bit op costs 1/64 FLOP on a 64-bit CPU
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    layer: str
+    layer_type: str
+    binary: bool
+    params: int
+    fp_params: int
+    binary_params: int
+    flops: int
+    fp_flops: int
+    binary_flops: int
+
+
+def _product_flops(layer: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """2 x MACs of the layer's weight product for one sample."""
+    if isinstance(layer, nn.Linear):
+        rows = math.prod(out.shape[1:-1]) if out.dim() > 2 else 1
+        return 2 * rows * layer.in_features * layer.out_features
+    per_output = (layer.in_channels // layer.groups) * math.prod(layer.kernel_size)
+    return 2 * math.prod(out.shape[1:]) * per_output
+
+
+def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
+    """Per-layer cost of `model` for one sample shaped like example[0]."""
+    example = example[:1]
+    shapes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+
+    def record(name: str):
+        def hook(_module, inputs, output) -> None:
+            shapes.setdefault(name, (inputs[0], output))
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            hooks.append(module.register_forward_hook(record(name)))
+    counter = FlopCounterMode(display=False)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(example)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    counted = {
+        name.split(".", 1)[1] if "." in name else "": sum(ops.values())
+        for name, ops in counter.get_flop_counts().items()
+    }
+    costs = []
+    covered: set[str] = set()
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False)]
+        own_params = sum(p.numel() for p in own)
+        if isinstance(module, BinarizedLayer) and name in shapes:
+            inp, out = shapes[name]
+            algo = module.algorithm
+            binary_params = module.weight.numel()
+            bias = module.bias.numel() if module.bias is not None else 0
+            fp_params = bias + algo.extra_fp_params(module)
+            binary_flops = _product_flops(module, inp, out)
+            fp_flops = algo.extra_fp_ops(module, tuple(out.shape[1:]))
+            costs.append(LayerCost(name, type(module).__name__, True, binary_params + fp_params,
+                                   fp_params, binary_params, binary_flops + fp_flops, fp_flops,
+                                   binary_flops))
+            covered.update(n for n, _ in module.named_modules(prefix=name))
+        elif name in covered:
+            continue
+        elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
+            flops = counted.get(name, 0) if name in shapes else 0
+            costs.append(LayerCost(name, type(module).__name__, False, own_params, own_params, 0,
+                                   flops, flops, 0))
+    return costs
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    fp_params: int
+    binary_params: int
+    flops: int
+    fp_flops: int
+    binary_flops: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def totals(costs: list[LayerCost]) -> Totals:
+    return Totals(*(sum(getattr(c, f) for c in costs) for f in Totals.__dataclass_fields__))
+
+
+def compression_ratio(fp_model_params: int, binarized: Totals) -> float:
+    """r_c of paper Eq. 7: FP model size over binarized size (1-bit params at 1/32)."""
+    return fp_model_params / (BINARY_PARAM_COST * binarized.binary_params + binarized.fp_params)
+
+
+def speedup_ratio(fp_model_flops: int, binarized: Totals) -> float:
+    """r_s of paper Eq. 7: FP FLOPs over binarized FLOPs (binary ops at 1/64)."""
+    return fp_model_flops / (BINARY_FLOP_COST * binarized.binary_flops + binarized.fp_flops)

@@ -1,0 +1,91 @@
+"""Validate a workflow config before any job starts (no torch import: runs at parse time).
+
+Every schema violation is reported at once, each with the dotted path of the offending key,
+then names that the schema cannot know (algorithms, which plugins may add) are checked.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from bibench.catalog import known_algorithms
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message lists every problem with the key it concerns."""
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    return path or "<top level>"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
+        return f"{error.message}{hint}"
+    return error.message
+
+
+def schema_errors(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> list[str]:
+    """Every schema violation as 'config key a.b.c: problem'."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return [f"config key {_where(e)}: {_message(e)}" for e in errors]
+
+
+def semantic_errors(config: dict[str, Any]) -> list[str]:
+    """Problems the schema cannot see: unknown algorithm names."""
+    known = known_algorithms()
+    return [
+        f"config key algorithms.{i}: unknown algorithm {name!r} (known: {', '.join(known)})"
+        for i, name in enumerate(config.get("algorithms", []))
+        if name not in known
+    ]
+
+
+def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
+    """Insert the schema's `default` values, in place, wherever a key is absent."""
+    if "$ref" in schema:
+        ref = schema["$ref"].removeprefix("#/").split("/")
+        target: Any = root
+        for part in ref:
+            target = target[part]
+        schema = target
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra, root)
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
+                 ) -> dict[str, Any]:
+    """Raise ConfigError listing every problem; else fill in defaults (in place) and return it."""
+    problems = schema_errors(config, schema_path) or semantic_errors(config)
+    if problems:
+        raise ConfigError("invalid bibench config:\n  " + "\n  ".join(problems))
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    _fill_defaults(config, schema, schema)
+    return config
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a config file (for the CLI and tests; the workflow uses check_config)."""
+    return check_config(yaml.safe_load(Path(path).read_text()) or {})

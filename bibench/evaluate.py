@@ -1,0 +1,24 @@
+"""Task metrics on clean and corrupted test sets."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256,
+            device: torch.device | str = "cpu") -> Tensor:
+    """Logits of `model` on `x`, computed in eval mode, returned on the CPU."""
+    model.to(device).eval()
+    return torch.cat([model(xb.to(device)).float().cpu() for xb in x.split(batch_size)])
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    if len(labels) == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+METRICS = {"accuracy": accuracy}

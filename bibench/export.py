@@ -1,0 +1,79 @@
+"""ONNX export of a cell's model, checked by onnx.checker and by parity with PyTorch.
+
+Parity is judged on the trained model over the test set: the argmax agreement and the largest
+logit difference. Untrained sign networks are chaotic (inputs near zero flip sign between
+engines), so the agreement threshold, not an exact match, decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import Tensor, nn
+
+from bibench.evaluate import predict
+from bibench.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Parity:
+    argmax_agreement: float
+    max_abs_logit_diff: float
+    n_samples: int
+
+
+def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: int = 18) -> None:
+    """Export with the dynamo exporter, dynamic batch dim; the file appears atomically."""
+    model = model.eval()
+    batch = torch.export.Dim("batch", min=1)
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, opset_version=opset, input_names=["input"],
+                output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
+            )
+        program.save(tmp)
+
+    atomic_write(path, write)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def ort_session(path: str | Path, *, threads: int = 1, optimize: bool = True
+                ) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def ort_predict(session: ort.InferenceSession, x: Tensor, batch_size: int = 256) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate(
+        [session.run(None, {name: xb.numpy()})[0] for xb in x.split(batch_size)]
+    )
+
+
+def check_parity(model: nn.Module, path: str | Path, x: Tensor, *, optimize: bool = True
+                 ) -> Parity:
+    """Compare onnxruntime's logits with PyTorch's on x."""
+    ref = predict(model, x).numpy()
+    got = ort_predict(ort_session(path, optimize=optimize), x)
+    return Parity(
+        argmax_agreement=float((ref.argmax(1) == got.argmax(1)).mean()),
+        max_abs_logit_diff=float(np.abs(ref - got).max()),
+        n_samples=len(x),
+    )

@@ -1,0 +1,190 @@
+"""Parquet tables: one explicit pyarrow schema per table, written atomically.
+
+A job writes its table under a temporary name in the destination folder and renames it into
+place, so a crash never leaves a half-written file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Columns every per-cell table carries: the cell's key and where the numbers come from.
+CELL_KEY = [
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("arch", pa.string(), nullable=False),
+    pa.field("algorithm", pa.string(), nullable=False),
+    pa.field("seed", pa.int64(), nullable=False),
+]
+PROVENANCE = [
+    pa.field("cell_config_hash", pa.string()),
+    pa.field("bibench_version", pa.string()),
+    pa.field("torch_version", pa.string()),
+    pa.field("device", pa.string()),
+    pa.field("threads", pa.int64()),
+]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "train": pa.schema(
+        CELL_KEY
+        + [
+            pa.field("stage", pa.string()),  # "pretrain" | "finetune"
+            pa.field("epoch", pa.int64()),
+            pa.field("loss", pa.float64()),
+            pa.field("train_accuracy", pa.float64()),
+            pa.field("epoch_seconds", pa.float64()),
+            pa.field("lr", pa.float64()),
+            pa.field("status", pa.string()),  # "ok" | "diverged"
+        ]
+        + PROVENANCE
+    ),
+    "eval": pa.schema(
+        CELL_KEY
+        + [
+            pa.field("condition", pa.string()),  # "clean" or the corruption name
+            pa.field("severity", pa.int64()),  # 0 for clean
+            pa.field("metric", pa.string()),
+            pa.field("value", pa.float64()),
+            pa.field("n_samples", pa.int64()),
+            pa.field("embedded", pa.bool_()),
+            pa.field("stands_in_for", pa.string()),
+        ]
+        + PROVENANCE
+    ),
+    "export": pa.schema(
+        CELL_KEY
+        + [
+            pa.field("form", pa.string()),
+            pa.field("opset", pa.int64()),
+            pa.field("file_bytes", pa.int64()),
+            pa.field("checker_passed", pa.bool_()),
+            pa.field("argmax_agreement", pa.float64()),
+            pa.field("max_abs_logit_diff", pa.float64()),
+            pa.field("n_samples", pa.int64()),
+        ]
+        + PROVENANCE
+    ),
+    "latency": pa.schema(
+        CELL_KEY
+        + [
+            pa.field("device_name", pa.string()),
+            pa.field("engine", pa.string()),
+            pa.field("cpu_model", pa.string()),
+            pa.field("batch_size", pa.int64()),
+            pa.field("warmup", pa.int64()),
+            pa.field("repeats", pa.int64()),
+            pa.field("median_ms", pa.float64()),
+            pa.field("p10_ms", pa.float64()),
+            pa.field("p90_ms", pa.float64()),
+            pa.field("fp32_median_ms", pa.float64()),  # FP32 model timed in the same job
+            pa.field("speedup_vs_fp32", pa.float64()),
+            pa.field("model_bytes", pa.int64()),
+        ]
+        + PROVENANCE
+    ),
+    "complexity": pa.schema(
+        CELL_KEY
+        + [
+            pa.field("layer", pa.string()),  # "" for the model total row
+            pa.field("layer_type", pa.string()),
+            pa.field("binary", pa.bool_()),
+            pa.field("params", pa.int64()),
+            pa.field("fp_params", pa.int64()),
+            pa.field("binary_params", pa.int64()),
+            pa.field("flops", pa.int64()),
+            pa.field("fp_flops", pa.int64()),
+            pa.field("binary_flops", pa.int64()),
+        ]
+        + PROVENANCE
+    ),
+}
+
+# One row per cell and condition: the table users read (results/metrics.parquet).
+SCHEMAS["metrics"] = pa.schema(
+    CELL_KEY
+    + [
+        pa.field("family", pa.string()),
+        pa.field("embedded", pa.bool_()),
+        pa.field("stands_in_for", pa.string()),
+        pa.field("condition", pa.string()),
+        pa.field("severity", pa.int64()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("n_samples", pa.int64()),
+        pa.field("fp32_value", pa.float64()),
+        pa.field("relative_to_fp32", pa.float64()),
+        pa.field("train_status", pa.string()),
+        pa.field("train_wall_seconds", pa.float64()),
+        pa.field("params", pa.int64()),
+        pa.field("fp_params", pa.int64()),
+        pa.field("flops", pa.int64()),
+        pa.field("fp_flops", pa.int64()),
+        pa.field("compression_ratio", pa.float64()),
+        pa.field("speedup_ratio", pa.float64()),
+        pa.field("onnx_argmax_agreement", pa.float64()),
+        pa.field("latency_engine", pa.string()),
+        pa.field("latency_threads", pa.int64()),
+        pa.field("latency_median_ms", pa.float64()),
+        pa.field("latency_speedup_vs_fp32", pa.float64()),
+        pa.field("config_hash", pa.string()),
+    ]
+    + PROVENANCE
+)
+
+
+def write_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | Path, table: str
+                ) -> None:
+    """Write rows to `path` under the named schema, atomically (temp file, then rename)."""
+    schema = SCHEMAS[table]
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    missing = [n for n in schema.names if n not in frame.columns]
+    extra = [c for c in frame.columns if c not in schema.names]
+    if missing or extra:
+        raise ValueError(f"table {table!r}: missing columns {missing}, unexpected columns {extra}")
+    arrow = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
+
+
+def read_table(path: str | Path, table: str) -> pd.DataFrame:
+    """Read a table, checking it has the named schema."""
+    arrow = pq.read_table(path)
+    expected = SCHEMAS[table]
+    if not arrow.schema.remove_metadata().equals(expected):
+        raise ValueError(f"{path}: schema differs from table {table!r}")
+    return arrow.to_pandas()
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(tmp_path) then rename tmp_path onto path; remove tmp_path on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def config_hash(settings: Any) -> str:
+    """A short stable hash of JSON-able settings (provenance of a cell)."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

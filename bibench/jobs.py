@@ -1,0 +1,260 @@
+"""What each workflow rule does, as plain functions of paths and settings.
+
+The Snakemake scripts only call `run_from_snakemake(snakemake, <job>)`; everything here is
+usable and testable without Snakemake. Each job reads its inputs, computes, and writes its
+outputs atomically, so a failure leaves no file that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bibench
+from bibench.catalog import FP32
+from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+from bibench.data import TaskData, load_dataset
+from bibench.io import config_hash, write_table
+
+log = logging.getLogger("bibench")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plumbing shared by every job
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def job_logging(log_path: str | Path | None) -> Iterator[None]:
+    """Send the job's log records (and uncaught errors) to its Snakemake log file."""
+    handler: logging.Handler
+    if log_path is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException:
+        log.exception("job failed")
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
+    """Call `job` with the rule's named params, inputs and outputs, threads and log."""
+    kwargs: dict[str, Any] = {}
+    for group in (smk.params, smk.input, smk.output):
+        kwargs.update({k: v for k, v in group.items()})
+    accepted = inspect.signature(job).parameters
+    if "threads" in accepted:
+        kwargs["threads"] = smk.threads
+    with job_logging(smk.log[0] if smk.log else None):
+        job(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def provenance(settings: Any, device: str, threads: int) -> dict[str, Any]:
+    return {
+        "cell_config_hash": config_hash(settings),
+        "bibench_version": bibench.__version__,
+        "torch_version": torch.__version__,
+        "device": device,
+        "threads": threads,
+    }
+
+
+def _load_task(dataset: dict[str, Any]) -> TaskData:
+    return load_dataset(
+        dataset["name"], max_train=dataset.get("max_train"), max_test=dataset.get("max_test")
+    )
+
+
+def _cell(task: str, arch: str, algorithm: str, seed: int) -> dict[str, Any]:
+    return {"task": task, "arch": arch, "algorithm": algorithm, "seed": int(seed)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs
+# ---------------------------------------------------------------------------------------------
+
+
+def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
+               dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
+               model: str, table: str, pretrained: str | None) -> None:
+    from bibench.train import TrainSettings, resolve_device, train
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    data = _load_task(dataset)
+    torch.manual_seed(int(seed))
+    if pretrained is None:
+        net = build_cell_model(arch, FP32, data.input_shape, data.num_classes)
+    else:
+        fp_model, meta = load_checkpoint(pretrained)
+        if meta["algorithm"] != FP32:
+            raise ValueError(f"{pretrained} is not a full-precision checkpoint")
+        net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
+    log.info("%s %s/%s/%s seed %s on %s, %d threads: %d train samples", stage, task, arch,
+             algorithm, seed, dev, threads, len(data.x_train))
+    records = train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
+                    seed=int(seed), device=dev)
+    meta = {"arch": arch, "algorithm": algorithm, "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes, "task": task, "seed": int(seed)}
+    save_checkpoint(net.cpu(), model, meta)
+    prov = provenance({"dataset": dataset, "settings": settings}, str(dev), threads)
+    rows = [{**_cell(task, arch, algorithm, seed), "stage": stage, **r, **prov} for r in records]
+    write_table(rows, table, "train")
+
+
+def pretrain(*, task: str, arch: str, seed: int, dataset: dict[str, Any],
+             settings: dict[str, Any], device: str, threads: int, model: str, table: str) -> None:
+    """Train the FP32 model of (task, arch, seed): the start of every binarized cell."""
+    _train_job(stage="pretrain", task=task, arch=arch, algorithm=FP32, seed=seed,
+               dataset=dataset, settings=settings, device=device, threads=threads,
+               model=model, table=table, pretrained=None)
+
+
+def finetune(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
+             settings: dict[str, Any], device: str, threads: int, pretrained: str, model: str,
+             table: str) -> None:
+    """Binarize the pretrained FP32 model with `algorithm` and finetune it."""
+    _train_job(stage="finetune", task=task, arch=arch, algorithm=algorithm, seed=seed,
+               dataset=dataset, settings=settings, device=device, threads=threads,
+               model=model, table=table, pretrained=pretrained)
+
+
+def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
+             corruptions: dict[str, list[int]], threads: int, checkpoint: str, table: str
+             ) -> None:
+    """Accuracy on the clean test set and on each corruption x severity."""
+    from bibench.data.corruptions import corrupt
+    from bibench.evaluate import METRICS, predict
+
+    torch.set_num_threads(threads)
+    data = _load_task(dataset)
+    net, _meta = load_checkpoint(checkpoint)
+    metric = METRICS[data.metric]
+    conditions = [("clean", 0, data.x_test)] + [
+        (name, sev, corrupt(data.x_test, name, sev))
+        for name, severities in sorted(corruptions.items()) for sev in severities
+    ]
+    prov = provenance({"dataset": dataset, "corruptions": corruptions}, "cpu", threads)
+    rows = []
+    for condition, severity, x in conditions:
+        value = metric(predict(net, x), data.y_test)
+        log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
+        rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
+                     "severity": severity, "metric": data.metric, "value": value,
+                     "n_samples": len(x), "embedded": data.embedded,
+                     "stands_in_for": data.stands_in_for, **prov})
+    write_table(rows, table, "eval")
+
+
+def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
+           settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, table: str
+           ) -> None:
+    """Export to ONNX and check it against PyTorch on the test set; fail below threshold."""
+    from bibench.export import check_parity, export_onnx
+
+    torch.set_num_threads(threads)
+    data = _load_task(dataset)
+    net, _meta = load_checkpoint(checkpoint)
+    x = data.x_test[: settings["max_samples"]]
+    export_onnx(net, x[:1], onnx, opset=settings["opset"])
+    parity = check_parity(net, onnx, x)
+    log.info("onnxruntime vs torch on %d samples: argmax agreement %.4f, max |logit diff| %.3g",
+             parity.n_samples, parity.argmax_agreement, parity.max_abs_logit_diff)
+    prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads)
+    row = {**_cell(task, arch, algorithm, seed), "form": "onnx", "opset": settings["opset"],
+           "file_bytes": Path(onnx).stat().st_size, "checker_passed": True,
+           "argmax_agreement": parity.argmax_agreement,
+           "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples,
+           **prov}
+    if parity.argmax_agreement < settings["min_argmax_agreement"]:
+        Path(onnx).unlink(missing_ok=True)
+        raise RuntimeError(
+            f"ONNX export of {task}/{arch}/{algorithm}/seed{seed} disagrees with PyTorch: "
+            f"argmax agreement {parity.argmax_agreement:.4f} < "
+            f"{settings['min_argmax_agreement']} (max |logit diff| "
+            f"{parity.max_abs_logit_diff:.3g})"
+        )
+    write_table([row], table, "export")
+
+
+def latency(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
+            settings: dict[str, Any], threads: int, onnx: str, fp32_onnx: str, table: str
+            ) -> None:
+    """Time the cell's ONNX model and the FP32 one in the same job (same-run speedup)."""
+    from bibench.latency import cpu_model, time_onnxruntime
+
+    data = _load_task(dataset)
+    example = data.x_test[: settings["batch_size"]].numpy()
+    paths = [onnx] if algorithm == FP32 else [onnx, fp32_onnx]
+    timings = time_onnxruntime(paths, example, threads=threads, warmup=settings["warmup"],
+                               repeats=settings["repeats"])
+    own, fp32 = timings[0], timings[-1]
+    log.info("%s: median %.3f ms (p10 %.3f, p90 %.3f); fp32 %.3f ms; %d threads", algorithm,
+             own.median_ms, own.p10_ms, own.p90_ms, fp32.median_ms, threads)
+    row = {**_cell(task, arch, algorithm, seed), "device_name": "local-cpu",
+           "engine": settings["engine"], "cpu_model": cpu_model(),
+           "batch_size": settings["batch_size"], "warmup": settings["warmup"],
+           "repeats": own.repeats, "median_ms": own.median_ms, "p10_ms": own.p10_ms,
+           "p90_ms": own.p90_ms, "fp32_median_ms": fp32.median_ms,
+           "speedup_vs_fp32": fp32.median_ms / own.median_ms,
+           "model_bytes": Path(onnx).stat().st_size,
+           **provenance({"settings": settings}, "cpu", threads)}
+    write_table([row], table, "latency")
+
+
+def complexity(*, task: str, arch: str, algorithm: str, dataset: dict[str, Any], table: str
+               ) -> None:
+    """Per-layer parameters and FLOPs of the cell's architecture binarized by `algorithm`."""
+    from bibench.complexity import layer_costs, totals
+
+    data = _load_task(dataset)
+    net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes)
+    costs = layer_costs(net, data.x_test[:1])
+    total = totals(costs)
+    cell = {**_cell(task, arch, algorithm, 0)}
+    prov = provenance({"dataset": dataset}, "cpu", 1)
+    rows = [{**cell, **c.__dict__, **prov} for c in costs]
+    rows.append({**cell, "layer": "", "layer_type": "total", "binary": False,
+                 **total.as_dict(), **prov})
+    log.info("%s/%s/%s: %s", task, arch, algorithm, total)
+    write_table(rows, table, "complexity")
+
+
+def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
+              eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
+              complexity_tables: list[str], metrics: str) -> None:
+    """Join every cell's tables into results/metrics.parquet (one row per cell x condition)."""
+    from bibench.aggregate import build_metrics
+
+    start = time.perf_counter()
+    frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
+                          eval_tables=eval_tables, export_tables=export_tables,
+                          latency_tables=latency_tables, complexity_tables=complexity_tables)
+    write_table(frame, metrics, "metrics")
+    log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
+             time.perf_counter() - start)
+
+
+def report(*, metrics: str, html: str) -> None:
+    """Render results/report.html from the metrics table."""
+    from bibench.report import render_report
+
+    render_report(metrics, html)

@@ -1,0 +1,126 @@
+"""One training loop for every cell: epochs, the algorithms' schedule hook, per-epoch timing."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bibench.binarize import update_schedules
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+
+    @classmethod
+    def from_config(cls, settings: dict[str, Any]) -> TrainSettings:
+        names = {f.name for f in fields(cls)}
+        unknown = set(settings) - names
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        return cls(**settings)
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if s.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    raise ValueError(f"unknown optimizer {s.optimizer!r}")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, s: TrainSettings
+                   ) -> torch.optim.lr_scheduler.LRScheduler:
+    if s.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+    if s.scheduler == "step":  # decay by 10 at 1/2 and 3/4 of training
+        milestones = [max(1, s.epochs // 2), max(1, (3 * s.epochs) // 4)]
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
+    if s.scheduler == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
+    raise ValueError(f"unknown scheduler {s.scheduler!r}")
+
+
+def resolve_device(requested: str) -> torch.device:
+    """cpu, cuda, or auto (cuda when available); asking for cuda without one is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config asks for device 'cuda' but torch sees no CUDA device")
+    return torch.device(requested)
+
+
+def train(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Train in place; return one record per epoch (loss, accuracy, seconds, lr, status).
+
+    Training stops at the first non-finite loss and the last record says "diverged", so a
+    failed cell is reported as such instead of silently producing garbage.
+    """
+    model.to(device).train()
+    opt = make_optimizer(model, settings)
+    sched = make_scheduler(opt, settings)
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(x)
+    records = []
+    for epoch in range(settings.epochs):
+        update_schedules(model, epoch, settings.epochs)
+        start = time.perf_counter()
+        lr = opt.param_groups[0]["lr"]
+        total_loss, correct, seen, status = 0.0, 0, 0, "ok"
+        for idx in torch.randperm(n, generator=gen).split(settings.batch_size):
+            xb, yb = x[idx].to(device), y[idx].to(device)
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            if not math.isfinite(loss.item()):
+                status = "diverged"
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+        sched.step()
+        seconds = time.perf_counter() - start
+        record = {
+            "epoch": epoch + 1,
+            "loss": total_loss / seen if seen else float("nan"),
+            "train_accuracy": correct / seen if seen else float("nan"),
+            "epoch_seconds": seconds,
+            "lr": lr,
+            "status": status,
+        }
+        records.append(record)
+        log.info(
+            "epoch %d/%d loss %.4f acc %.4f time %.2fs lr %.2e %s",
+            epoch + 1, settings.epochs, record["loss"], record["train_accuracy"], seconds, lr,
+            status,
+        )
+        if status != "ok":
+            break
+    model.eval()
+    return records

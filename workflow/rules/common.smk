@@ -1,0 +1,105 @@
+# Config validation, wildcard constraints and target lists. Nothing heavy at parse time:
+# bibench.config and bibench.catalog import neither torch nor the algorithms.
+from bibench.catalog import FP32, algorithm_sources
+from bibench.config import check_config
+from bibench.io import config_hash
+
+# Raises before any job is scheduled, naming every offending key; fills in schema defaults.
+check_config(config)
+
+ALGORITHM_SOURCES = algorithm_sources()
+TASKS = config["tasks"]
+ALGORITHMS = config["algorithms"]
+BINARY_ALGORITHMS = [a for a in ALGORITHMS if a != FP32]
+SEEDS = config["seeds"]
+EXPORT = config["export"]
+LATENCY = config["latency"]
+TRAIN_THREADS = 2
+
+CELL = "results/cells/{task}/{arch}/{algo}/seed{seed}"
+PRETRAIN = "results/pretrain/{task}/{arch}/seed{seed}"
+COMPLEXITY = "results/complexity/{task}/{arch}/{algo}.parquet"
+
+
+def _alternatives(names):
+    return "|".join(sorted(names, key=len, reverse=True))
+
+
+wildcard_constraints:
+    task=_alternatives(TASKS),
+    arch=_alternatives({a for t in TASKS.values() for a in t["architectures"]}),
+    algo=_alternatives(ALGORITHMS),
+    seed=r"\d+",
+
+
+# --- per-cell settings: passed as params so that changing them reruns exactly those cells ----
+
+
+def dataset_params(wildcards):
+    task = TASKS[wildcards.task]
+    return {
+        "name": task["dataset"],
+        "max_train": task.get("max_train"),
+        "max_test": task.get("max_test"),
+    }
+
+
+def pretrain_settings(wildcards):
+    return TASKS[wildcards.task]["pretrain"]
+
+
+def finetune_settings(wildcards):
+    return TASKS[wildcards.task]["finetune"]
+
+
+def corruption_params(wildcards):
+    return TASKS[wildcards.task]["corruptions"]
+
+
+def algorithm_source(wildcards):
+    """The algorithm's own file (none for fp32): editing it makes only its cells stale."""
+    return [] if wildcards.algo == FP32 else str(ALGORITHM_SOURCES[wildcards.algo])
+
+
+def _trained_file(name, task, arch, algo, seed):
+    """FP32 cells are the pretrained models themselves; other cells have their own run."""
+    pattern = PRETRAIN if algo == FP32 else CELL
+    return f"{pattern}/{name}".format(task=task, arch=arch, algo=algo, seed=seed)
+
+
+def cell_checkpoint(wildcards):
+    w = wildcards
+    return _trained_file("model.pt", w.task, w.arch, w.algo, w.seed)
+
+
+def fp32_onnx(wildcards):
+    return CELL.format(**{**wildcards, "algo": FP32}) + "/model.onnx"
+
+
+# --- target lists ------------------------------------------------------------------------------
+
+
+def cells():
+    """(task, arch, algo, seed) of every cell in the grid."""
+    return [
+        {"task": task, "arch": arch, "algo": algo, "seed": seed}
+        for task, spec in TASKS.items()
+        for arch in spec["architectures"]
+        for algo in ALGORITHMS
+        for seed in SEEDS
+    ]
+
+
+def cell_files(pattern):
+    return [pattern.format(**c) for c in cells()]
+
+
+def train_tables(wildcards=None):
+    return sorted({_trained_file("train.parquet", **c) for c in cells()})
+
+
+def complexity_tables(wildcards=None):
+    return sorted({COMPLEXITY.format(**c) for c in cells()})
+
+
+CONFIG_HASH = config_hash(config)

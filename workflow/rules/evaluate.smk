@@ -1,0 +1,23 @@
+rule evaluate:
+    """Task metric on the clean test set and on every configured corruption x severity."""
+    input:
+        checkpoint=cell_checkpoint,
+    output:
+        table=CELL + "/eval.parquet",
+    params:
+        task="{task}",
+        arch="{arch}",
+        algorithm="{algo}",
+        seed="{seed}",
+        dataset=dataset_params,
+        corruptions=corruption_params,
+    log:
+        "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/evaluate.py"

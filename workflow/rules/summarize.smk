@@ -1,0 +1,45 @@
+rule aggregate:
+    """Every cell's tables joined into results/metrics.parquet."""
+    input:
+        train_tables=train_tables,
+        eval_tables=cell_files(CELL + "/eval.parquet"),
+        export_tables=cell_files(CELL + "/export.parquet"),
+        latency_tables=cell_files(CELL + "/latency.parquet"),
+        complexity_tables=complexity_tables,
+    output:
+        metrics="results/metrics.parquet",
+    params:
+        tasks=TASKS,
+        config_hash=CONFIG_HASH,
+    log:
+        "logs/aggregate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule report:
+    """Self-contained HTML report (tables and embedded figures)."""
+    input:
+        metrics="results/metrics.parquet",
+    output:
+        html=report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+    log:
+        "logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/report.py"

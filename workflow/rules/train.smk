@@ -1,0 +1,56 @@
+rule pretrain:
+    """Full-precision model per task x architecture x seed: the start of every cell."""
+    output:
+        model=PRETRAIN + "/model.pt",
+        table=PRETRAIN + "/train.parquet",
+    params:
+        task="{task}",
+        arch="{arch}",
+        seed="{seed}",
+        dataset=dataset_params,
+        settings=pretrain_settings,
+        device=config.get("device", "cpu"),
+    log:
+        "logs/pretrain/{task}/{arch}/seed{seed}.log",
+    benchmark:
+        "benchmarks/pretrain/{task}/{arch}/seed{seed}.tsv"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/pretrain.py"
+
+
+rule binarize_finetune:
+    """Binarize the pretrained model with one algorithm and finetune it."""
+    input:
+        pretrained=PRETRAIN + "/model.pt",
+        algorithm_source=algorithm_source,
+    output:
+        model=CELL + "/model.pt",
+        table=CELL + "/train.parquet",
+    params:
+        task="{task}",
+        arch="{arch}",
+        algorithm="{algo}",
+        seed="{seed}",
+        dataset=dataset_params,
+        settings=finetune_settings,
+        device=config.get("device", "cpu"),
+    wildcard_constraints:
+        algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
+    log:
+        "logs/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.tsv"
+    threads: TRAIN_THREADS
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/binarize_finetune.py"
