@@ -7,6 +7,8 @@ then names that the schema cannot know (algorithms, which plugins may add) are c
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,22 @@ def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and check a config file (for the CLI and tests; the workflow uses check_config)."""
     return check_config(yaml.safe_load(Path(path).read_text()) or {})
+
+
+def config_hash(settings: Any) -> str:
+    """A short stable hash of JSON-able settings (provenance of a cell or of a whole config)."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def canonical(value: Any) -> Any:
+    """A copy with every mapping's keys sorted, recursively.
+
+    Snakemake compares a job's params with those of its last run as written, key order
+    included: sorting makes reordering keys in a YAML file change nothing.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value

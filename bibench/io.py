@@ -6,8 +6,6 @@ place, so a crash never leaves a half-written file that looks complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -182,9 +180,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def config_hash(settings: Any) -> str:
-    """A short stable hash of JSON-able settings (provenance of a cell)."""
-    blob = json.dumps(settings, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

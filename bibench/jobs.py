@@ -21,8 +21,9 @@ import torch
 import bibench
 from bibench.catalog import FP32
 from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+from bibench.config import config_hash
 from bibench.data import TaskData, load_dataset
-from bibench.io import config_hash, write_table
+from bibench.io import write_table
 
 log = logging.getLogger("bibench")
 

@@ -1,23 +1,22 @@
 # Config validation, wildcard constraints and target lists. Nothing heavy at parse time:
 # bibench.config and bibench.catalog import neither torch nor the algorithms.
 from bibench.catalog import FP32, algorithm_sources
-from bibench.config import check_config
-from bibench.io import config_hash
+from bibench.config import canonical, check_config, config_hash
 
 # Raises before any job is scheduled, naming every offending key; fills in schema defaults.
-check_config(config)
+# Keys are sorted so that reordering a YAML file does not change any job's params.
+CONFIG = canonical(check_config(config))
 
 ALGORITHM_SOURCES = algorithm_sources()
-TASKS = config["tasks"]
-ALGORITHMS = config["algorithms"]
+TASKS = CONFIG["tasks"]
+ALGORITHMS = CONFIG["algorithms"]
 BINARY_ALGORITHMS = [a for a in ALGORITHMS if a != FP32]
-SEEDS = config["seeds"]
-EXPORT = config["export"]
-LATENCY = config["latency"]
+SEEDS = CONFIG["seeds"]
+EXPORT = CONFIG["export"]
+LATENCY = CONFIG["latency"]
+DEVICE = CONFIG["device"]
 TRAIN_THREADS = 2
 
-CELL = "results/cells/{task}/{arch}/{algo}/seed{seed}"
-PRETRAIN = "results/pretrain/{task}/{arch}/seed{seed}"
 COMPLEXITY = "results/complexity/{task}/{arch}/{algo}.parquet"
 
 
@@ -63,8 +62,9 @@ def algorithm_source(wildcards):
 
 def _trained_file(name, task, arch, algo, seed):
     """FP32 cells are the pretrained models themselves; other cells have their own run."""
-    pattern = PRETRAIN if algo == FP32 else CELL
-    return f"{pattern}/{name}".format(task=task, arch=arch, algo=algo, seed=seed)
+    if algo == FP32:
+        return f"results/pretrain/{task}/{arch}/seed{seed}/{name}"
+    return f"results/cells/{task}/{arch}/{algo}/seed{seed}/{name}"
 
 
 def cell_checkpoint(wildcards):
@@ -73,7 +73,8 @@ def cell_checkpoint(wildcards):
 
 
 def fp32_onnx(wildcards):
-    return CELL.format(**{**wildcards, "algo": FP32}) + "/model.onnx"
+    w = wildcards
+    return f"results/cells/{w.task}/{w.arch}/{FP32}/seed{w.seed}/model.onnx"
 
 
 # --- target lists ------------------------------------------------------------------------------
@@ -102,4 +103,4 @@ def complexity_tables(wildcards=None):
     return sorted({COMPLEXITY.format(**c) for c in cells()})
 
 
-CONFIG_HASH = config_hash(config)
+CONFIG_HASH = config_hash(CONFIG)

@@ -3,8 +3,8 @@ rule export_onnx:
     input:
         checkpoint=cell_checkpoint,
     output:
-        onnx=CELL + "/model.onnx",
-        table=CELL + "/export.parquet",
+        onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
+        table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
     params:
         task="{task}",
         arch="{arch}",
@@ -27,10 +27,10 @@ rule export_onnx:
 rule latency:
     """Batch-1 latency on the local CPU, timed against the FP32 model in the same job."""
     input:
-        onnx=CELL + "/model.onnx",
+        onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
         fp32_onnx=fp32_onnx,
     output:
-        table=CELL + "/latency.parquet",
+        table="results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet",
     params:
         task="{task}",
         arch="{arch}",

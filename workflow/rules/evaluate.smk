@@ -3,7 +3,7 @@ rule evaluate:
     input:
         checkpoint=cell_checkpoint,
     output:
-        table=CELL + "/eval.parquet",
+        table="results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet",
     params:
         task="{task}",
         arch="{arch}",

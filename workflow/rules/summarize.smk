@@ -2,9 +2,9 @@ rule aggregate:
     """Every cell's tables joined into results/metrics.parquet."""
     input:
         train_tables=train_tables,
-        eval_tables=cell_files(CELL + "/eval.parquet"),
-        export_tables=cell_files(CELL + "/export.parquet"),
-        latency_tables=cell_files(CELL + "/latency.parquet"),
+        eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
+        export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet"),
+        latency_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet"),
         complexity_tables=complexity_tables,
     output:
         metrics="results/metrics.parquet",

@@ -1,15 +1,15 @@
 rule pretrain:
     """Full-precision model per task x architecture x seed: the start of every cell."""
     output:
-        model=PRETRAIN + "/model.pt",
-        table=PRETRAIN + "/train.parquet",
+        model="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
+        table="results/pretrain/{task}/{arch}/seed{seed}/train.parquet",
     params:
         task="{task}",
         arch="{arch}",
         seed="{seed}",
         dataset=dataset_params,
         settings=pretrain_settings,
-        device=config.get("device", "cpu"),
+        device=DEVICE,
     log:
         "logs/pretrain/{task}/{arch}/seed{seed}.log",
     benchmark:
@@ -27,11 +27,11 @@ rule pretrain:
 rule binarize_finetune:
     """Binarize the pretrained model with one algorithm and finetune it."""
     input:
-        pretrained=PRETRAIN + "/model.pt",
+        pretrained="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
         algorithm_source=algorithm_source,
     output:
-        model=CELL + "/model.pt",
-        table=CELL + "/train.parquet",
+        model="results/cells/{task}/{arch}/{algo}/seed{seed}/model.pt",
+        table="results/cells/{task}/{arch}/{algo}/seed{seed}/train.parquet",
     params:
         task="{task}",
         arch="{arch}",
@@ -39,7 +39,7 @@ rule binarize_finetune:
         seed="{seed}",
         dataset=dataset_params,
         settings=finetune_settings,
-        device=config.get("device", "cpu"),
+        device=DEVICE,
     wildcard_constraints:
         algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
     log:

@@ -1,4 +1,4 @@
-"""Snakemake script of rule binarize_finetune: calls bibench.jobs.finetune with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import finetune, run_from_snakemake
 

@@ -1,4 +1,4 @@
-"""Snakemake script of rule complexity: calls bibench.jobs.complexity with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import complexity, run_from_snakemake
 

@@ -1,4 +1,4 @@
-"""Snakemake script of rule evaluate: calls bibench.jobs.evaluate with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import evaluate, run_from_snakemake
 

@@ -1,4 +1,4 @@
-"""Snakemake script of rule export_onnx: calls bibench.jobs.export with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import export, run_from_snakemake
 

@@ -1,4 +1,4 @@
-"""Snakemake script of rule latency: calls bibench.jobs.latency with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import latency, run_from_snakemake
 

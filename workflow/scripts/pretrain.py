@@ -1,4 +1,4 @@
-"""Snakemake script of rule pretrain: calls bibench.jobs.pretrain with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import pretrain, run_from_snakemake
 

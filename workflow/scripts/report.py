@@ -1,4 +1,4 @@
-"""Snakemake script of rule report: calls bibench.jobs.report with the rule's params, input, output."""
+"""Thin Snakemake script: the work is a function of bibench.jobs (see there)."""
 
 from bibench.jobs import report, run_from_snakemake
 

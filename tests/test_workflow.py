@@ -1,0 +1,181 @@
+"""End-to-end: the whole chain on the tiny grid, rerun semantics, config validation."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from bibench.catalog import algorithm_sources
+from bibench.io import SCHEMAS, read_table
+
+pytestmark = pytest.mark.workflow
+
+TINY = yaml.safe_load((Path(__file__).parent / "configs" / "tiny.yaml").read_text())
+
+
+def _write_config(wf, name: str, config: dict) -> str:
+    (wf.root / name).write_text(yaml.safe_dump(config, sort_keys=False))
+    return name
+
+
+def _variant(edit) -> dict:
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    edit(config)
+    return config
+
+
+# --------------------------------------------------------------------------- the full chain
+
+
+def test_chain_produces_every_cell_and_report(tiny_run):
+    results = tiny_run.root / "results"
+    metrics = read_table(results / "metrics.parquet", "metrics")
+    # one row per cell and condition: clean + configured corruption severities
+    per_task = {"mnist": 1 + 2, "digits": 1 + 1}
+    for task, n_conditions in per_task.items():
+        rows = metrics[metrics["task"] == task]
+        assert len(rows) == n_conditions * len(TINY["algorithms"])
+        assert set(rows["algorithm"]) == set(TINY["algorithms"])
+    assert metrics["embedded"].all()
+    assert (metrics["train_status"] == "ok").all()
+    provenance = ["config_hash", "bibench_version", "device", "seed", "train_wall_seconds"]
+    assert metrics[provenance].notna().all().all()
+    fp32 = metrics[metrics["algorithm"] == "fp32"]
+    assert (fp32["relative_to_fp32"] == 1.0).all()
+    binarized = metrics[metrics["algorithm"] == "bnn"]
+    assert (binarized["compression_ratio"] > 5).all() and (binarized["speedup_ratio"] > 5).all()
+    assert (metrics["onnx_argmax_agreement"] >= TINY["export"]["min_argmax_agreement"]).all()
+    assert (metrics["latency_median_ms"] > 0).all()
+    html = (results / "report.html").read_text()
+    assert "Embedded offline data" in html and "data:image/png;base64," in html
+    assert "bnn" in html and "CIFAR-10" in html
+
+
+def test_every_table_has_its_schema(tiny_run):
+    results = tiny_run.root / "results"
+    for name in ["train", "eval", "export", "latency"]:
+        paths = list(results.rglob(f"{name}.parquet"))
+        assert paths, name
+        for p in paths:
+            read_table(p, name)  # raises on a schema mismatch
+    for p in (results / "complexity").rglob("*.parquet"):
+        read_table(p, "complexity")
+    assert set(SCHEMAS) >= {"train", "eval", "export", "latency", "complexity", "metrics"}
+
+
+def test_training_logs_per_epoch_progress(tiny_run):
+    log = (tiny_run.root / "logs" / "pretrain" / "mnist" / "resnet20" / "seed0.log").read_text()
+    assert log.count("epoch ") >= TINY["tasks"]["mnist"]["pretrain"]["epochs"]
+    assert "loss" in log and "acc" in log and "time" in log
+    bench = tiny_run.root / "benchmarks" / "binarize_finetune" / "mnist" / "resnet20" / "bnn"
+    assert (bench / "seed0.tsv").exists()
+
+
+def test_onnx_files_run_in_onnxruntime(tiny_run):
+    export = pd.concat(read_table(p, "export")
+                       for p in (tiny_run.root / "results").rglob("export.parquet"))
+    assert export["checker_passed"].all()
+    assert (export["argmax_agreement"] >= 0.9).all()
+
+
+# --------------------------------------------------------------------------- rerun semantics
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    # (how fast the dry run is, is measured by bench/dry_run.py, not asserted here)
+    assert tiny_run.planned_jobs() == {}
+    proc = tiny_run.snakemake("-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_reordering_config_keys_changes_nothing(tiny_run):
+    def reverse(value):
+        if isinstance(value, dict):
+            return {k: reverse(value[k]) for k in reversed(list(value))}
+        return value
+
+    config = _write_config(tiny_run, "reordered.yaml", reverse(TINY))
+    assert tiny_run.planned_jobs(config=config) == {}
+
+
+def test_adding_an_algorithm_plans_only_its_cells(tiny_run):
+    new = next(a for a in algorithm_sources() if a not in TINY["algorithms"])
+    config = _write_config(tiny_run, "more.yaml",
+                           _variant(lambda c: c["algorithms"].append(new)))
+    jobs = tiny_run.planned_jobs(config=config)
+    n_cells = len(TINY["tasks"]) * len(TINY["seeds"])  # one architecture per task
+    assert jobs == {
+        "binarize_finetune": n_cells, "evaluate": n_cells, "export_onnx": n_cells,
+        "latency": n_cells, "complexity": len(TINY["tasks"]), "aggregate": 1, "report": 1,
+        "all": 1,  # the default target rule, which computes nothing
+    }
+    outputs = [o for o in tiny_run.planned_outputs(config=config) if "/cells/" in o]
+    assert outputs and all(f"/{new}/" in o for o in outputs)
+
+
+def test_editing_an_algorithm_file_makes_only_its_cells_stale(tiny_run):
+    source = tiny_run.root / "bibench" / "algorithms" / "bnn.py"
+    before = source.stat()
+    try:
+        os.utime(source, (before.st_atime, time.time() + 5))
+        outputs = tiny_run.planned_outputs()
+    finally:
+        os.utime(source, (before.st_atime, before.st_mtime))
+    cell_outputs = [o for o in outputs if "results/cells/" in o or "results/complexity/" in o]
+    assert cell_outputs
+    assert all("/bnn" in o for o in cell_outputs), cell_outputs
+    assert not any("results/pretrain/" in o for o in outputs)
+
+
+def test_changing_one_tasks_hyperparameter_makes_only_its_cells_stale(tiny_run):
+    config = _write_config(tiny_run, "lr.yaml",
+                           _variant(lambda c: c["tasks"]["digits"]["finetune"].update(lr=5e-4)))
+    outputs = tiny_run.planned_outputs(config=config)
+    cell_outputs = [o for o in outputs if o.startswith("results/cells/")
+                    or o.startswith("results/pretrain/")]
+    assert cell_outputs
+    assert all(o.startswith("results/cells/digits/resnet20/bnn/") for o in cell_outputs), outputs
+
+    config = _write_config(tiny_run, "epochs.yaml", _variant(
+        lambda c: c["tasks"]["mnist"]["pretrain"].update(epochs=3)))
+    outputs = tiny_run.planned_outputs(config=config)
+    assert any(o.startswith("results/pretrain/mnist/") for o in outputs)
+    assert not any("/digits/" in o for o in outputs), outputs
+
+
+# --------------------------------------------------------------------------- bad configs
+
+
+@pytest.mark.parametrize(
+    ("edit", "names"),
+    [
+        (lambda c: c["algorithms"].append("nosuchalgo"), ["algorithms.2", "nosuchalgo"]),
+        (lambda c: c["tasks"]["mnist"]["pretrain"].update(epochs=-3),
+         ["tasks.mnist.pretrain.epochs", "-3"]),
+        (lambda c: c["tasks"]["mnist"].update(architecure=["resnet20"]),
+         ["tasks.mnist", "architecure"]),
+        (lambda c: c.update(seed=[1]), ["<top level>", "seed"]),
+    ],
+    ids=["unknown-algorithm", "negative-epochs", "misspelled-task-key", "misspelled-top-key"],
+)
+def test_bad_config_stops_before_any_job(workflow_copy, edit, names):
+    config = _write_config(workflow_copy, "bad.yaml", _variant(edit))
+    proc = workflow_copy.snakemake("results/report.html", config=config, check=False)
+    assert proc.returncode != 0
+    message = proc.stdout + proc.stderr
+    assert "invalid bibench config" in message
+    for name in names:
+        assert name in message
+    assert not (workflow_copy.root / "results").exists()
+    assert not (workflow_copy.root / "logs").exists()
+
+
+def test_lint_is_clean(workflow_copy):
+    proc = workflow_copy.snakemake("--lint", config=None, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
