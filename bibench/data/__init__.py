@@ -21,11 +21,14 @@ class TaskData:
     y_train: Tensor
     x_test: Tensor
     y_test: Tensor
-    num_classes: int
-    metric: str  # name of the task metric, e.g. "accuracy"
+    num_classes: int  # classes (classification), parts (segmentation), 1 (regression)
+    metric: str  # name in bibench.evaluate.METRICS: accuracy, f1, mcc, pearson_spearman, miou
     embedded: bool  # True when the data is a stand-in shipped in a PyPI package
     stands_in_for: str  # the paper's dataset this one represents
     source: str  # where the data comes from, for the report
+    # "classification": y (N,) int64, logits (N, C); "regression": y (N,) float, output (N, 1);
+    # "segmentation": y (N, P) int64 per point, logits (N, C, P).
+    task_type: str = "classification"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
