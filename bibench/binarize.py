@@ -15,23 +15,24 @@ from bibench.algorithms.base import BINARY_LAYER_FOR, Algorithm, BinarizedLayer
 
 def _candidate_layers(model: nn.Module) -> dict[str, nn.Module]:
     return {
-        name: module
-        for name, module in model.named_modules()
-        if type(module) in BINARY_LAYER_FOR
+        name: module for name, module in model.named_modules() if type(module) in BINARY_LAYER_FOR
     }
 
 
-def _trace(model: nn.Module, example_input: Tensor | Sequence[Tensor], names: dict[str, nn.Module]
-           ) -> tuple[list[str], dict[str, tuple[int, ...]]]:
+def _trace(
+    model: nn.Module, example_input: Tensor | Sequence[Tensor], names: dict[str, nn.Module]
+) -> tuple[list[str], dict[str, tuple[int, ...]]]:
     """Execution order and per-sample output shape of the candidate layers."""
     order: list[str] = []
     shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name, module in names.items():
+
         def hook(_m, _inp, out, name=name):
             if name not in shapes:
                 order.append(name)
                 shapes[name] = tuple(out.shape[1:])
+
         handles.append(module.register_forward_hook(hook))
     was_training = model.training
     try:
@@ -52,9 +53,15 @@ def _make_binary(module: nn.Module, algorithm: Algorithm) -> BinarizedLayer:
         new = cls(module.in_features, module.out_features, bias=module.bias is not None)
     else:
         new = cls(
-            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-            padding=module.padding, dilation=module.dilation, groups=module.groups,
-            bias=module.bias is not None, padding_mode=module.padding_mode,
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
         )
     new = new.to(device=module.weight.device, dtype=module.weight.dtype)
     new.load_state_dict(module.state_dict())
@@ -105,13 +112,16 @@ def binarize(
                 f"algorithm {algo.name!r} sizes its parameters from the layer output: "
                 "pass example_input to binarize()"
             )
-        algo.setup_layer(layer, shapes.get(name, ()))
-        algo.update_schedule(layer, 0, 1)
+        algo.setup_layer(layer, shapes.get(name, ()))  # also sets start-of-training schedules
         _set_submodule(model, name, layer)
     if replace_relu:
         for name, module in list(model.named_modules()):
             if type(module) is nn.ReLU:
                 _set_submodule(model, name, nn.Hardtanh())
+    for module in list(model.modules()):  # architecture-level parts, e.g. BERT bi-attention
+        hook = getattr(module, "bibench_binarize", None)
+        if callable(hook):
+            hook(algo)
     model.bibench_algorithm = algo.name
     return model
 

@@ -18,6 +18,21 @@ FP32 = "fp32"
 _NOT_ALGORITHMS = {"__init__", "base"}
 
 
+# Dataset facts the workflow needs at parse time (tests check them against the registries).
+EMBEDDED_DATASETS = frozenset({
+    "mnist_embedded", "digits_embedded", "speech_embedded", "text_embedded",
+    "pointcloud_embedded", "partseg_embedded",
+})
+IMAGE_DATASETS = frozenset({"mnist_embedded", "digits_embedded", "cifar10", "imagenet"})
+# Official datasets with a download rule (bibench.data.downloads.DOWNLOADS); ImageNet has none.
+DOWNLOADABLE = frozenset({
+    "cifar10", "cifar10c", "modelnet40", "shapenet_part", "speech_commands", "glue_cola",
+    "glue_sst2", "glue_mrpc", "glue_stsb", "glue_qqp", "glue_mnli", "glue_qnli", "glue_rte",
+    "glue_wnli",
+})
+DEFAULT_DATA_ROOT = "resources"
+
+
 def algorithm_sources() -> dict[str, Path]:
     """Map every known algorithm name (fp32 excluded) to the file that defines it."""
     sources = {

@@ -20,10 +20,18 @@ def build_cell_model(arch: str, algorithm: str, input_shape: tuple[int, ...], nu
     model = fp_model if fp_model is not None else build_model(arch, input_shape, num_classes)
     if algorithm == FP32:
         return model
+    policy = get_architecture(arch)
     return binarize(
-        model, algorithm, example_input=torch.zeros(2, *input_shape),
-        keep_fp=get_architecture(arch).keep_fp,
+        model, algorithm, example_input=example_input(arch, input_shape),
+        keep_fp=policy.keep_fp, keep_first_last=policy.keep_first_last,
     )
+
+
+def example_input(arch: str, input_shape: tuple[int, ...], batch: int = 2) -> torch.Tensor:
+    """A batch the architecture accepts: token ids (all [CLS]=101) for transformers."""
+    if get_architecture(arch).family == "transformer":
+        return torch.full((batch, *input_shape), 101, dtype=torch.int64)
+    return torch.zeros(batch, *input_shape)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bibench.catalog import known_algorithms
+from bibench.catalog import DOWNLOADABLE, EMBEDDED_DATASETS, IMAGE_DATASETS, known_algorithms
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -46,13 +46,29 @@ def schema_errors(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH)
 
 
 def semantic_errors(config: dict[str, Any]) -> list[str]:
-    """Problems the schema cannot see: unknown algorithm names."""
+    """Problems the schema cannot see: unknown algorithms, data that cannot be had."""
     known = known_algorithms()
-    return [
+    problems = [
         f"config key algorithms.{i}: unknown algorithm {name!r} (known: {', '.join(known)})"
         for i, name in enumerate(config.get("algorithms", []))
         if name not in known
     ]
+    for name, task in config.get("tasks", {}).items():
+        dataset = task["dataset"]
+        if dataset in EMBEDDED_DATASETS and task.get("root") is not None:
+            problems.append(f"config key tasks.{name}.root: dataset {dataset!r} is embedded "
+                            "(ships in a PyPI wheel) and takes no root")
+        if (dataset not in EMBEDDED_DATASETS and dataset not in DOWNLOADABLE
+                and task.get("root") is None):
+            problems.append(f"config key tasks.{name}.root: dataset {dataset!r} cannot be "
+                            "downloaded; set root to the folder holding your copy")
+        if task.get("corruptions") and dataset not in IMAGE_DATASETS:
+            problems.append(f"config key tasks.{name}.corruptions: dataset {dataset!r} is not "
+                            "an image data set")
+        if task.get("corruption_files") is not None and dataset != "cifar10":
+            problems.append(f"config key tasks.{name}.corruption_files: official corruption "
+                            "files exist for CIFAR-10 only (CIFAR-10-C)")
+    return problems
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:

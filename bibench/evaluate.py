@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bibench.metrics_task import TASK_METRICS
+
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256,
@@ -21,4 +23,5 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean())
 
 
-METRICS = {"accuracy": accuracy}
+# Task metrics by name (TaskData.metric): accuracy, f1, mcc, pearson_spearman, miou, ...
+METRICS = TASK_METRICS

@@ -31,19 +31,34 @@ class Parity:
     n_samples: int
 
 
-def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: int = 18) -> None:
-    """Export with the dynamo exporter, dynamic batch dim; the file appears atomically."""
+def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: int = 18,
+                exporter: str = "torchscript") -> None:
+    """Export with a dynamic batch dim; the file appears atomically.
+
+    "torchscript" (torch's legacy exporter) is fast and keeps binarized weights as explicit
+    sign(w) * scale nodes; "dynamo" constant-folds sign(w) and the following BatchNorm into the
+    conv weights, so the file no longer shows +-1 weights.
+    """
     model = model.eval()
-    batch = torch.export.Dim("batch", min=1)
+    if exporter not in ("torchscript", "dynamo"):
+        raise ValueError(f"unknown ONNX exporter {exporter!r}")
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=opset, input_names=["input"],
-                output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False,
-            )
-        program.save(tmp)
+            if exporter == "dynamo":
+                program = torch.onnx.export(
+                    model, (example,), dynamo=True, opset_version=opset, input_names=["input"],
+                    output_names=["logits"], verbose=False,
+                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                )
+                program.save(tmp)
+            else:
+                torch.onnx.export(
+                    model, (example,), tmp, dynamo=False, opset_version=opset,
+                    input_names=["input"], output_names=["logits"],
+                    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                )
 
     atomic_write(path, write)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)

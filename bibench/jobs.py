@@ -80,7 +80,8 @@ def provenance(settings: Any, device: str, threads: int) -> dict[str, Any]:
 
 def _load_task(dataset: dict[str, Any]) -> TaskData:
     return load_dataset(
-        dataset["name"], max_train=dataset.get("max_train"), max_test=dataset.get("max_test")
+        dataset["name"], root=dataset.get("root"), options=dataset.get("options"),
+        max_train=dataset.get("max_train"), max_test=dataset.get("max_test"),
     )
 
 
@@ -112,7 +113,7 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
     log.info("%s %s/%s/%s seed %s on %s, %d threads: %d train samples", stage, task, arch,
              algorithm, seed, dev, threads, len(data.x_train))
     records = train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
-                    seed=int(seed), device=dev)
+                    seed=int(seed), device=dev, task_type=data.task_type)
     meta = {"arch": arch, "algorithm": algorithm, "input_shape": list(data.input_shape),
             "num_classes": data.num_classes, "task": task, "seed": int(seed)}
     save_checkpoint(net.cpu(), model, meta)
@@ -138,25 +139,40 @@ def finetune(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
                model=model, table=table, pretrained=pretrained)
 
 
-def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
-             corruptions: dict[str, list[int]], threads: int, checkpoint: str, table: str
-             ) -> None:
-    """Accuracy on the clean test set and on each corruption x severity."""
+def _conditions(data: TaskData, corruptions: dict[str, Any]):
+    """(condition, severity, x, y) of the clean test set and each corruption x severity.
+
+    Corruptions are generated from the test set, or read from the official CIFAR-10-C files
+    when `corruptions["files"]` names their folder.
+    """
     from bibench.data.corruptions import corrupt
+
+    yield "clean", 0, data.x_test, data.y_test
+    for name, severities in sorted(corruptions["corruptions"].items()):
+        for severity in severities:
+            if corruptions["files"] is None:
+                yield name, severity, corrupt(data.x_test, name, severity), data.y_test
+            else:
+                from bibench.data.official import load_cifar10c
+
+                x, y = load_cifar10c(corruptions["files"], name, severity,
+                                     max_test=len(data.x_test))
+                yield name, severity, x, y
+
+
+def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
+             corruptions: dict[str, Any], threads: int, checkpoint: str, table: str) -> None:
+    """Task metric on the clean test set and on each corruption x severity."""
     from bibench.evaluate import METRICS, predict
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, _meta = load_checkpoint(checkpoint)
     metric = METRICS[data.metric]
-    conditions = [("clean", 0, data.x_test)] + [
-        (name, sev, corrupt(data.x_test, name, sev))
-        for name, severities in sorted(corruptions.items()) for sev in severities
-    ]
     prov = provenance({"dataset": dataset, "corruptions": corruptions}, "cpu", threads)
     rows = []
-    for condition, severity, x in conditions:
-        value = metric(predict(net, x), data.y_test)
+    for condition, severity, x, y in _conditions(data, corruptions):
+        value = metric(predict(net, x), y)
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
@@ -175,7 +191,7 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     data = _load_task(dataset)
     net, _meta = load_checkpoint(checkpoint)
     x = data.x_test[: settings["max_samples"]]
-    export_onnx(net, x[:1], onnx, opset=settings["opset"])
+    export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
     parity = check_parity(net, onnx, x)
     log.info("onnxruntime vs torch on %d samples: argmax agreement %.4f, max |logit diff| %.3g",
              parity.n_samples, parity.argmax_agreement, parity.max_abs_logit_diff)
@@ -252,6 +268,21 @@ def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_table
     write_table(frame, metrics, "metrics")
     log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
              time.perf_counter() - start)
+
+
+def download_dataset(*, name: str, dest: str, manifest: str) -> None:
+    """Fetch an official dataset into `dest` and write its manifest (what, where, checksums)."""
+    import json
+
+    from bibench.data.downloads import DOWNLOADS, fetch
+    from bibench.io import atomic_write
+
+    folder = fetch(name, dest)
+    entry = DOWNLOADS[name]
+    record = {"name": name, "folder": str(folder),
+              "urls": [p["url"] for p in entry.get("files", [entry])]}
+    log.info("%s ready in %s", name, folder)
+    atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
 def report(*, metrics: str, html: str) -> None:

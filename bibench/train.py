@@ -65,6 +65,28 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+def loss_function(task_type: str) -> nn.Module:
+    """Cross-entropy for classification and per-point segmentation, MSE for regression."""
+    if task_type in ("classification", "segmentation"):
+        return nn.CrossEntropyLoss()
+    if task_type == "regression":
+        return _RegressionLoss()
+    raise ValueError(f"unknown task type {task_type!r}")
+
+
+class _RegressionLoss(nn.Module):
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.mse_loss(output.reshape(target.shape), target.float())
+
+
+def _correct(logits: Tensor, y: Tensor, task_type: str) -> float:
+    """Samples (or points) predicted right, for the per-epoch training accuracy."""
+    if task_type == "regression":
+        return float("nan")
+    hits = (logits.argmax(1) == y).float()
+    return float(hits.sum() if hits.dim() == 1 else hits.flatten(1).mean(1).sum())
+
+
 def train(
     model: nn.Module,
     x: Tensor,
@@ -73,6 +95,7 @@ def train(
     *,
     seed: int,
     device: torch.device,
+    task_type: str = "classification",
 ) -> list[dict[str, Any]]:
     """Train in place; return one record per epoch (loss, accuracy, seconds, lr, status).
 
@@ -83,14 +106,14 @@ def train(
     opt = make_optimizer(model, settings)
     sched = make_scheduler(opt, settings)
     gen = torch.Generator().manual_seed(seed)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = loss_function(task_type)
     n = len(x)
     records = []
     for epoch in range(settings.epochs):
         update_schedules(model, epoch, settings.epochs)
         start = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
-        total_loss, correct, seen, status = 0.0, 0, 0, "ok"
+        total_loss, correct, seen, status = 0.0, 0.0, 0, "ok"
         for idx in torch.randperm(n, generator=gen).split(settings.batch_size):
             xb, yb = x[idx].to(device), y[idx].to(device)
             logits = model(xb)
@@ -102,7 +125,7 @@ def train(
             loss.backward()
             opt.step()
             total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
+            correct += _correct(logits.detach(), yb, task_type)
             seen += len(idx)
         sched.step()
         seconds = time.perf_counter() - start

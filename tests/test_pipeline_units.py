@@ -140,13 +140,14 @@ def test_settings_and_device_are_checked():
 # ---------------------------------------------------------------------------------- export
 
 
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 @pytest.mark.parametrize("algorithm", ["fp32", "bnn"])
-def test_onnx_export_agrees_with_pytorch(tmp_path, trained_fp32, digits, algorithm):
+def test_onnx_export_agrees_with_pytorch(tmp_path, trained_fp32, digits, algorithm, exporter):
     fp_model, _ = trained_fp32
     model = build_cell_model("resnet20", algorithm, digits.input_shape, digits.num_classes,
                              fp_model).eval()
     path = tmp_path / "m.onnx"
-    export_onnx(model, digits.x_test[:1], path)
+    export_onnx(model, digits.x_test[:1], path, exporter=exporter)
     for optimize in (True, False):
         parity = check_parity(model, path, digits.x_test, optimize=optimize)
         assert parity.n_samples == len(digits.x_test)

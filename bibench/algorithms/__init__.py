@@ -10,8 +10,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import TypeVar
 
-from bibench.catalog import ENTRY_POINT_GROUP, FP32, algorithm_sources
 from bibench.algorithms.base import Algorithm, DeploymentFacts
+from bibench.catalog import ENTRY_POINT_GROUP, FP32, algorithm_sources
 
 __all__ = ["Algorithm", "DeploymentFacts", "register", "get_algorithm", "available", "FP32"]
 
@@ -58,4 +58,3 @@ def get_algorithm(name: str) -> Algorithm:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise KeyError(f"unknown binarization algorithm {name!r}; known: {known}") from None
-

@@ -22,8 +22,35 @@ from torch import Tensor, nn
 
 
 def _hard_sign(x: Tensor) -> Tensor:
-    """sign with sign(0) = +1, as every binary engine computes it (paper Eq. 12)."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    """sign with sign(0) = +1, as every binary engine computes it (paper Eq. 12).
+
+    copysign is one vectorised pass (torch.where on a comparison takes several); adding 0.0
+    turns -0.0 into +0.0 so that every zero maps to +1.
+    """
+    if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        # Exported graphs need the where(x >= 0, 1, -1) form: ONNX has no signbit, and binary
+        # engines (OpenVINO, Larq) pattern-match this form. Keep it when optimising.
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    return x.new_ones(()).copysign(x + 0.0)
+
+
+hard_sign = _hard_sign
+
+
+def _unit_bound(dtype: torch.dtype) -> float:
+    """The smallest number above 1 in `dtype`: x in [-1, 1] <=> -bound < x < bound."""
+    return 1.0 + torch.finfo(dtype).eps
+
+
+def clip_ste_grad(x: Tensor, grad: Tensor) -> Tensor:
+    """grad where |x| <= 1, 0 elsewhere, in one fused pass (hardtanh's backward kernel)."""
+    bound = _unit_bound(x.dtype)
+    return torch.ops.aten.hardtanh_backward(grad, x, -bound, bound)
+
+
+def polynomial_grad(x: Tensor, grad: Tensor) -> Tensor:
+    """grad * max(0, 2 - 2|x|) (Eq. 16), as 2 (grad - grad min(|x|, 1)) with few passes."""
+    return torch.addcmul(grad, grad, x.abs().clamp_(max=1.0), value=-1.0).mul_(2.0)
 
 
 class _SignClipSTE(torch.autograd.Function):
@@ -35,7 +62,7 @@ class _SignClipSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return clip_ste_grad(x, grad)
 
 
 class _SignIdentitySTE(torch.autograd.Function):
@@ -57,7 +84,7 @@ class _SignPolynomial(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
         (x,) = ctx.saved_tensors
-        return grad * (2.0 - 2.0 * x.abs()).clamp_min(0.0)
+        return polynomial_grad(x, grad)
 
 
 def sign_clip_ste(x: Tensor) -> Tensor:
@@ -146,7 +173,11 @@ class Algorithm:
 
     # -- per-layer set-up ------------------------------------------------------------------
     def setup_layer(self, layer: BinarizedLayer, output_shape: tuple[int, ...]) -> None:
-        """Create the layer's learnable parameters; output_shape excludes the batch dim."""
+        """Create the layer's learnable parameters; output_shape excludes the batch dim.
+
+        Runs after the FP weights are loaded, so scales may be initialised from them. Schedule
+        values (update_schedule) must also get their start-of-training values here.
+        """
 
     # -- forward pieces ----------------------------------------------------------------------
     def binarize_weight(self, layer: BinarizedLayer, weight: Tensor) -> Tensor:
@@ -196,6 +227,43 @@ def per_channel_mean_abs(weight: Tensor) -> Tensor:
 def channel_scale_ops(output_shape: tuple[int, ...]) -> int:
     """One multiply per output element for a per-channel scale not folded away."""
     return math.prod(output_shape)
+
+
+def sign_scaled(weight: Tensor, scale: Tensor, sign=None) -> Tensor:
+    """sign(weight) * scale in one pass: exactly +-scale, gradient sign'(w) * scale.
+
+    `sign` is the gradient-approximating sign function (clip-STE by default).
+    """
+    return (sign or sign_clip_ste)(weight) * scale
+
+
+def channel_view(layer: nn.Module, values: Tensor) -> Tensor:
+    """Reshape a per-channel vector to broadcast against the layer's inputs/outputs.
+
+    Channels are dim 1 for convolutions (N, C, *spatial) and the last dim for Linear.
+    """
+    if isinstance(layer, nn.Linear):
+        return values
+    return values.view((1, -1) + (1,) * (layer.weight.dim() - 2))
+
+
+def input_shape_of(layer: nn.Module, output_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-sample input shape that yields `output_shape` (for conv layers, the largest one).
+
+    Complexity facts only receive the output shape; a conv's input follows from its stride,
+    padding and dilation up to the stride - 1 positions the floor division drops: the largest
+    candidate is the usual one (e.g. 32 -> 16 for a stride-2 3x3 conv with padding 1).
+    """
+    if isinstance(layer, nn.Linear):
+        return tuple(output_shape[:-1]) + (layer.in_features,)
+    if layer.padding == "same":
+        return (layer.in_channels, *output_shape[1:])
+    spatial = []
+    for i, out in enumerate(output_shape[1:]):
+        pad = 0 if isinstance(layer.padding, str) else layer.padding[i]
+        extent = layer.dilation[i] * (layer.kernel_size[i] - 1) + 1
+        spatial.append((out - 1) * layer.stride[i] - 2 * pad + extent + layer.stride[i] - 1)
+    return (layer.in_channels, *spatial)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ so every row and the report can label them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -52,27 +52,32 @@ def register_dataset(name: str, description: str) -> Callable[[Callable[..., Tas
     return wrap
 
 
-def load_dataset(name: str, *, max_train: int | None = None, max_test: int | None = None
-                 ) -> TaskData:
-    """Load a registered dataset, optionally truncated (stratification kept by the split)."""
-    from bibench.data import embedded  # noqa: F401  (registers the embedded datasets)
+def load_dataset(name: str, *, root: str | None = None, max_train: int | None = None,
+                 max_test: int | None = None, options: dict | None = None) -> TaskData:
+    """Load a dataset: an embedded one by name, or an official one from `root`.
 
-    try:
-        info = _DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_DATASETS))}") from None
-    data = info.loader()
-    if max_train is None and max_test is None:
-        return data
-    return TaskData(
-        **{
-            **data.__dict__,
-            "x_train": data.x_train[:max_train],
-            "y_train": data.y_train[:max_train],
-            "x_test": data.x_test[:max_test],
-            "y_test": data.y_test[:max_test],
-        }
-    )
+    Embedded datasets ship in PyPI wheels and take no root; official ones (CIFAR-10, GLUE, ...)
+    are read from the user's copy in the release's on-disk format. `max_train` / `max_test`
+    truncate the splits (the splits are class-interleaved, so truncation keeps them balanced).
+    """
+    from bibench.data import embedded, embedded_extra  # noqa: F401  (register on import)
+
+    if name in _DATASETS:
+        if root is not None:
+            raise ValueError(f"dataset {name!r} is embedded: it takes no `root`")
+        data = _DATASETS[name].loader(**(options or {}))
+        if max_train is None and max_test is None:
+            return data
+        return replace(data, x_train=data.x_train[:max_train], y_train=data.y_train[:max_train],
+                       x_test=data.x_test[:max_test], y_test=data.y_test[:max_test])
+    from bibench.data.official import OFFICIAL_LOADERS, load_official
+
+    if name not in OFFICIAL_LOADERS:
+        known = sorted(_DATASETS) + sorted(OFFICIAL_LOADERS)
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known)}")
+    if root is None:
+        raise ValueError(f"dataset {name!r} is read from your copy: set `root:` in the task")
+    return load_official(name, root, max_train=max_train, max_test=max_test, **(options or {}))
 
 
 def stratified_split(labels: Tensor, test_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -19,6 +19,8 @@ class Architecture:
     build: Callable[..., nn.Module]
     # Qualified-name globs of layers kept full precision besides the first and last layers.
     keep_fp: tuple[str, ...] = field(default=())
+    # Keep the first and last Conv/Linear layers (in execution order) full precision.
+    keep_first_last: bool = True
     description: str = ""
 
 
@@ -46,4 +48,5 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn
 
 
 def _load() -> None:
-    from bibench.models import resnet  # noqa: F401  (registers on import)
+    # Each module registers its architectures on import.
+    from bibench.models import bert, fsmn, pointnet, resnet, vgg  # noqa: F401

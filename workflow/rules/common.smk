@@ -1,6 +1,12 @@
 # Config validation, wildcard constraints and target lists. Nothing heavy at parse time:
 # bibench.config and bibench.catalog import neither torch nor the algorithms.
-from bibench.catalog import FP32, algorithm_sources
+from bibench.catalog import (
+    DEFAULT_DATA_ROOT,
+    DOWNLOADABLE,
+    EMBEDDED_DATASETS,
+    FP32,
+    algorithm_sources,
+)
 from bibench.config import canonical, check_config, config_hash
 
 # Raises before any job is scheduled, naming every offending key; fills in schema defaults.
@@ -29,18 +35,47 @@ wildcard_constraints:
     arch=_alternatives({a for t in TASKS.values() for a in t["architectures"]}),
     algo=_alternatives(ALGORITHMS),
     seed=r"\d+",
+    download=_alternatives(DOWNLOADABLE),
 
 
 # --- per-cell settings: passed as params so that changing them reruns exactly those cells ----
+
+
+def _data_root(task):
+    """Official datasets default to resources/, where the download rule puts them."""
+    if task["dataset"] in EMBEDDED_DATASETS:
+        return None
+    return task["root"] or DEFAULT_DATA_ROOT
 
 
 def dataset_params(wildcards):
     task = TASKS[wildcards.task]
     return {
         "name": task["dataset"],
-        "max_train": task.get("max_train"),
-        "max_test": task.get("max_test"),
+        "root": _data_root(task),
+        "options": task["options"],
+        "max_train": task["max_train"],
+        "max_test": task["max_test"],
     }
+
+
+def _downloaded(dataset, root):
+    if root == DEFAULT_DATA_ROOT and dataset in DOWNLOADABLE:
+        return [f"{DEFAULT_DATA_ROOT}/{dataset}.json"]
+    return []
+
+
+def task_downloads(name):
+    """Download manifests of the data a task reads from resources/ (none for the rest)."""
+    task = TASKS[name]
+    files = _downloaded(task["dataset"], _data_root(task))
+    if task["corruption_files"] is not None:
+        files += _downloaded("cifar10c", task["corruption_files"])
+    return files
+
+
+def dataset_files(wildcards):
+    return task_downloads(wildcards.task)
 
 
 def pretrain_settings(wildcards):
@@ -52,7 +87,8 @@ def finetune_settings(wildcards):
 
 
 def corruption_params(wildcards):
-    return TASKS[wildcards.task]["corruptions"]
+    task = TASKS[wildcards.task]
+    return {"corruptions": task["corruptions"], "files": task["corruption_files"]}
 
 
 def algorithm_source(wildcards):

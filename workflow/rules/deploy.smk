@@ -56,6 +56,7 @@ rule latency:
 rule complexity:
     """Per-layer parameters and FLOPs, binary vs full precision (paper Eq. 7)."""
     input:
+        data=dataset_files,
         algorithm_source=algorithm_source,
     output:
         table=COMPLEXITY,

