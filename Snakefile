@@ -16,6 +16,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/deploy.smk"
+include: "workflow/rules/sensitivity.smk"
 include: "workflow/rules/summarize.smk"
 
 

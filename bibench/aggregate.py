@@ -8,18 +8,25 @@ import pandas as pd
 
 from bibench.catalog import FP32
 from bibench.complexity import Totals, compression_ratio, speedup_ratio
-from bibench.io import PROVENANCE, read_table
+from bibench.io import PROVENANCE, SCHEMAS, read_table
 from bibench.models import get_architecture
 
 KEY = ["task", "arch", "algorithm", "seed"]
 _PROVENANCE_NAMES = [f.name for f in PROVENANCE]
 
 
-def _concat(paths: list[str], table: str) -> pd.DataFrame:
+def _concat(paths: list[str], table: str, *, allow_empty: bool = False) -> pd.DataFrame:
     frames = [read_table(p, table) for p in paths]
     if not frames:
+        if allow_empty:
+            return SCHEMAS[table].empty_table().to_pandas()
         raise ValueError(f"no {table} tables to aggregate")
     return pd.concat(frames, ignore_index=True)
+
+
+def sensitivity_table(paths: list[str]) -> pd.DataFrame:
+    """Every run of the hyperparameter-sensitivity grid (empty when the config has none)."""
+    return _concat(paths, "sensitivity", allow_empty=True)
 
 
 def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
@@ -27,8 +34,10 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
     last = train.groupby(KEY, as_index=False).last()
     wall = train.groupby(KEY, as_index=False)["epoch_seconds"].sum()
     wall = wall.rename(columns={"epoch_seconds": "train_wall_seconds"})
+    per_epoch = train[train["status"] == "ok"].groupby(KEY, as_index=False)["epoch_seconds"]
+    per_epoch = per_epoch.mean().rename(columns={"epoch_seconds": "train_seconds_per_epoch"})
     last = last[KEY + ["status"] + _PROVENANCE_NAMES].rename(columns={"status": "train_status"})
-    return last.merge(wall, on=KEY)
+    return last.merge(wall, on=KEY).merge(per_epoch, on=KEY, how="left")
 
 
 def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:

@@ -15,15 +15,21 @@ from bibench.models import build_model, get_architecture
 
 
 def build_cell_model(arch: str, algorithm: str, input_shape: tuple[int, ...], num_classes: int,
-                     fp_model: nn.Module | None = None) -> nn.Module:
-    """The model of a cell: `fp_model` (or a new FP model) binarized by `algorithm`."""
+                     fp_model: nn.Module | None = None, keep_fp: tuple[str, ...] | None = None
+                     ) -> nn.Module:
+    """The model of a cell: `fp_model` (or a new FP model) binarized by `algorithm`.
+
+    `keep_fp` overrides the architecture's full-precision layer patterns (e.g. () binarizes
+    ResNet shortcuts too, as the paper's complexity figures assume).
+    """
     model = fp_model if fp_model is not None else build_model(arch, input_shape, num_classes)
     if algorithm == FP32:
         return model
     policy = get_architecture(arch)
     return binarize(
         model, algorithm, example_input=example_input(arch, input_shape),
-        keep_fp=policy.keep_fp, keep_first_last=policy.keep_first_last,
+        keep_fp=policy.keep_fp if keep_fp is None else keep_fp,
+        keep_first_last=policy.keep_first_last,
     )
 
 

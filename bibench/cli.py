@@ -192,11 +192,61 @@ def _add_new_algorithm(subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from bibench.complexity import model_summary
+
+    shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
+    try:
+        keep_fp = None if args.keep_fp is None else tuple(p for p in args.keep_fp.split(",") if p)
+        summary = model_summary(args.arch, args.algorithm, shape, args.num_classes, keep_fp)
+    except (KeyError, ValueError) as err:
+        print(f"bibench summary: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['arch']} binarized by {summary['algorithm']}, input "
+          f"{tuple(summary['input_shape'])}, {summary['num_classes']} classes")
+    header = f"{'layer':<36} {'type':<14} {'W':>3} {'A':>3} {'params':>11} {'MACs':>14} " \
+             f"{'memory (KiB)':>13}"
+    print(header)
+    print("-" * len(header))
+    for r in summary["layers"]:
+        print(f"{r['layer'] or '<root>':<36.36} {r['type']:<14.14} {r['weight_bits']:>3} "
+              f"{r['input_bits']:>3} {r['params']:>11,} {r['macs']:>14,} "
+              f"{r['memory_bytes'] / 1024:>13.1f}")
+    t = summary["totals"]
+    print("-" * len(header))
+    print(f"total params {t['params']:,} ({t['binary_params']:,} binary), MACs "
+          f"{t['flops'] // 2:,} ({t['binary_flops'] // 2:,} binary)")
+    print(f"memory {t['memory_bytes'] / 2**20:.2f} MiB (FP32 {t['fp32_memory_bytes'] / 2**20:.2f}"
+          f" MiB); r_c {summary['compression_ratio']:.2f}x, r_s "
+          f"{summary['speedup_ratio']:.2f}x, OM_comp {summary['om_comp']:.2f}")
+    return 0
+
+
+def _add_summary(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "summary", help="per-layer precision, parameters, MACs, memory; r_c, r_s, OM_comp")
+    p.add_argument("arch", help="architecture name (e.g. resnet18_imagenet)")
+    p.add_argument("--algorithm", default="bnn", help="binarization algorithm or fp32")
+    p.add_argument("--input-shape", help="comma-separated, no batch dim (default: the paper's)")
+    p.add_argument("--num-classes", type=int, help="default: the paper's")
+    p.add_argument("--keep-fp", metavar="PATTERNS",
+                   help="comma-separated globs of layers kept full precision, replacing the "
+                        "architecture's policy ('' = only first and last layers)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bibench", description="BiBench command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_algorithms(subparsers)
     _add_new_algorithm(subparsers)
+    _add_summary(subparsers)
     return parser
 
 

@@ -123,3 +123,52 @@ def compression_ratio(fp_model_params: int, binarized: Totals) -> float:
 def speedup_ratio(fp_model_flops: int, binarized: Totals) -> float:
     """r_s of paper Eq. 7: FP FLOPs over binarized FLOPs (binary ops at 1/64)."""
     return fp_model_flops / (BINARY_FLOP_COST * binarized.binary_flops + binarized.fp_flops)
+
+
+# The paper's input and class count per architecture, for `bibench summary` (no data needed).
+PAPER_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
+    "resnet20": ((3, 32, 32), 10), "resnet18": ((3, 32, 32), 10),
+    "resnet34": ((3, 32, 32), 10), "vgg_small": ((3, 32, 32), 10),
+    "resnet18_imagenet": ((3, 224, 224), 1000), "resnet34_imagenet": ((3, 224, 224), 1000),
+    "pointnet_vanilla": ((3, 1024), 40), "pointnet": ((3, 1024), 40),
+    "pointnet_seg": ((3, 2048), 50),
+    "bert_tiny4": ((128,), 2), "bert_tiny6": ((128,), 2), "bert_base": ((128,), 2),
+    "minilm_l6": ((128,), 2),
+    "fsmn": ((98, 32), 12), "dfsmn": ((98, 32), 12),
+}
+
+
+def model_summary(arch: str, algorithm: str, input_shape: tuple[int, ...] | None = None,
+                  num_classes: int | None = None, keep_fp: tuple[str, ...] | None = None) -> dict:
+    """Per-layer precision, parameters, MACs and memory, and the totals r_c, r_s, OM_comp.
+
+    Like larq's model summary: what a deployed model stores and computes, layer by layer.
+    """
+    from bibench.checkpoint import build_cell_model, example_input
+    from bibench.metrics import om_comp
+
+    default_shape, default_classes = PAPER_INPUTS.get(arch, (None, None))
+    input_shape = tuple(input_shape or default_shape or ())
+    num_classes = num_classes or default_classes
+    if not input_shape or not num_classes:
+        raise ValueError(f"no default input for {arch!r}: pass input_shape and num_classes")
+    example = example_input(arch, input_shape, batch=1)
+    fp_costs = layer_costs(build_cell_model(arch, "fp32", input_shape, num_classes), example)
+    costs = layer_costs(
+        build_cell_model(arch, algorithm, input_shape, num_classes, keep_fp=keep_fp), example)
+    fp, total = totals(fp_costs), totals(costs)
+    r_c, r_s = compression_ratio(fp.params, total), speedup_ratio(fp.flops, total)
+    layers = [{
+        "layer": c.layer, "type": c.layer_type,
+        "weight_bits": 1 if c.binary else 32, "input_bits": 1 if c.binary else 32,
+        "params": c.params, "binary_params": c.binary_params, "fp_params": c.fp_params,
+        "macs": c.flops // 2, "binary_macs": c.binary_flops // 2, "fp_macs": c.fp_flops // 2,
+        "memory_bytes": c.binary_params / 8 + 4 * c.fp_params,
+    } for c in costs]
+    return {
+        "arch": arch, "algorithm": algorithm, "input_shape": list(input_shape),
+        "num_classes": num_classes, "layers": layers,
+        "totals": {**total.as_dict(), "memory_bytes": total.binary_params / 8
+                   + 4 * total.fp_params, "fp32_memory_bytes": 4 * fp.params},
+        "compression_ratio": r_c, "speedup_ratio": r_s, "om_comp": om_comp([r_c], [r_s]),
+    }

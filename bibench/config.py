@@ -68,6 +68,14 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
         if task.get("corruption_files") is not None and dataset != "cifar10":
             problems.append(f"config key tasks.{name}.corruption_files: official corruption "
                             "files exist for CIFAR-10 only (CIFAR-10-C)")
+    grid = config.get("sensitivity") or {}
+    for i, name in enumerate(grid.get("tasks", [])):
+        if name not in config.get("tasks", {}):
+            problems.append(f"config key sensitivity.tasks.{i}: no task named {name!r}")
+    runs = len(grid.get("settings", {})) * len(grid.get("seeds", [0]))
+    if grid.get("tasks") and runs < 2:
+        problems.append("config key sensitivity.settings: a spread needs at least two runs "
+                        "(settings x seeds)")
     return problems
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from bibench.evaluate import predict
 from bibench.io import atomic_write
+from bibench.latency import ort_session
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,6 @@ def export_onnx(model: nn.Module, example: Tensor, path: str | Path, *, opset: i
 
     atomic_write(path, write)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def ort_session(path: str | Path, *, threads: int = 1, optimize: bool = True
-                ) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if not optimize:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def ort_predict(session: ort.InferenceSession, x: Tensor, batch_size: int = 256) -> np.ndarray:

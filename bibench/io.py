@@ -106,6 +106,34 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
+SCHEMAS["sensitivity"] = pa.schema(
+    CELL_KEY
+    + [
+        pa.field("setting", pa.string()),
+        pa.field("optimizer", pa.string()),
+        pa.field("lr", pa.float64()),
+        pa.field("scheduler", pa.string()),
+        pa.field("epochs", pa.int64()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("train_status", pa.string()),
+        pa.field("train_seconds", pa.float64()),
+    ]
+    + PROVENANCE
+)
+
+# Per algorithm, every track's measurements and overall metric (results/tracks.parquet).
+SCHEMAS["tracks"] = pa.schema([
+    pa.field("algorithm", pa.string(), nullable=False),
+    pa.field("track", pa.string(), nullable=False),
+    pa.field("metric", pa.string(), nullable=False),
+    pa.field("value", pa.float64()),  # NaN when not measured, never 0
+    pa.field("status", pa.string()),  # "ok" | "not measured"
+    pa.field("inputs", pa.string()),  # JSON list of the cells the value uses
+    pa.field("excluded", pa.string()),  # JSON list of cells left out (failed, diverged)
+    pa.field("note", pa.string()),
+])
+
 # One row per cell and condition: the table users read (results/metrics.parquet).
 SCHEMAS["metrics"] = pa.schema(
     CELL_KEY
@@ -122,6 +150,7 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("relative_to_fp32", pa.float64()),
         pa.field("train_status", pa.string()),
         pa.field("train_wall_seconds", pa.float64()),
+        pa.field("train_seconds_per_epoch", pa.float64()),
         pa.field("params", pa.int64()),
         pa.field("fp_params", pa.int64()),
         pa.field("flops", pa.int64()),

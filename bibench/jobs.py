@@ -13,17 +13,20 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import bibench
 from bibench.catalog import FP32
-from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
 from bibench.config import config_hash
-from bibench.data import TaskData, load_dataset
 from bibench.io import write_table
+
+if TYPE_CHECKING:
+    from bibench.data import TaskData
+
+# torch and the modules that need it are imported inside the jobs that use them: the latency,
+# aggregate, report and download jobs start without paying for it.
 
 log = logging.getLogger("bibench")
 
@@ -72,13 +75,15 @@ def provenance(settings: Any, device: str, threads: int) -> dict[str, Any]:
     return {
         "cell_config_hash": config_hash(settings),
         "bibench_version": bibench.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": version("torch"),
         "device": device,
         "threads": threads,
     }
 
 
 def _load_task(dataset: dict[str, Any]) -> TaskData:
+    from bibench.data import load_dataset
+
     return load_dataset(
         dataset["name"], root=dataset.get("root"), options=dataset.get("options"),
         max_train=dataset.get("max_train"), max_test=dataset.get("max_test"),
@@ -94,28 +99,56 @@ def _cell(task: str, arch: str, algorithm: str, seed: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _untrained(status: str) -> list[dict[str, Any]]:
+    """The single record of a cell whose training did not run to the end."""
+    return [{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
+             "epoch_seconds": 0.0, "lr": float("nan"), "status": status[:500]}]
+
+
+def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
+                   ) -> list[dict[str, Any]]:
+    """Train; an exception becomes a "failed: ..." record so the rest of the grid goes on."""
+    from bibench.train import TrainSettings, train
+
+    try:
+        return train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
+                     seed=int(seed), device=dev, task_type=data.task_type)
+    except Exception as err:  # noqa: BLE001  reported in the cell's rows and the report
+        log.exception("training failed")
+        return _untrained(f"failed: {type(err).__name__}: {err}")
+
+
 def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
                dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
                model: str, table: str, pretrained: str | None) -> None:
-    from bibench.train import TrainSettings, resolve_device, train
+    import torch
+
+    from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+    from bibench.train import resolve_device
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     data = _load_task(dataset)
     torch.manual_seed(int(seed))
+    upstream = "ok"
     if pretrained is None:
         net = build_cell_model(arch, FP32, data.input_shape, data.num_classes)
     else:
-        fp_model, meta = load_checkpoint(pretrained)
-        if meta["algorithm"] != FP32:
+        fp_model, fp_meta = load_checkpoint(pretrained)
+        if fp_meta["algorithm"] != FP32:
             raise ValueError(f"{pretrained} is not a full-precision checkpoint")
         net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
+        upstream = fp_meta.get("train_status", "ok")
     log.info("%s %s/%s/%s seed %s on %s, %d threads: %d train samples", stage, task, arch,
              algorithm, seed, dev, threads, len(data.x_train))
-    records = train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
-                    seed=int(seed), device=dev, task_type=data.task_type)
+    if upstream != "ok":
+        log.error("the full-precision model this cell starts from did not train: %s", upstream)
+        records = _untrained(f"skipped: full-precision model {upstream}")
+    else:
+        records = _train_or_fail(net, data, settings, seed, dev)
     meta = {"arch": arch, "algorithm": algorithm, "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes, "task": task, "seed": int(seed)}
+            "num_classes": data.num_classes, "task": task, "seed": int(seed),
+            "train_status": records[-1]["status"]}
     save_checkpoint(net.cpu(), model, meta)
     prov = provenance({"dataset": dataset, "settings": settings}, str(dev), threads)
     rows = [{**_cell(task, arch, algorithm, seed), "stage": stage, **r, **prov} for r in records]
@@ -160,19 +193,57 @@ def _conditions(data: TaskData, corruptions: dict[str, Any]):
                 yield name, severity, x, y
 
 
+def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str,
+                dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
+                pretrained: str | list, table: str) -> None:
+    """One run of the sensitivity grid: train with `settings`, then the clean test metric."""
+    import torch
+
+    from bibench.checkpoint import build_cell_model, load_checkpoint
+    from bibench.evaluate import METRICS, predict
+    from bibench.train import resolve_device
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    data = _load_task(dataset)
+    torch.manual_seed(int(seed))
+    fp_model = load_checkpoint(pretrained)[0] if algorithm != FP32 else None
+    net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
+    log.info("sensitivity %s %s/%s/%s seed %s: %s", setting, task, arch, algorithm, seed,
+             settings)
+    records = _train_or_fail(net, data, settings, seed, dev)
+    status = records[-1]["status"]
+    value = (METRICS[data.metric](predict(net, data.x_test, device=dev), data.y_test)
+             if status == "ok" else float("nan"))
+    log.info("%s %.4f (%s)", data.metric, value, status)
+    row = {**_cell(task, arch, algorithm, seed), "setting": setting,
+           "optimizer": settings["optimizer"], "lr": float(settings["lr"]),
+           "scheduler": settings["scheduler"], "epochs": int(settings["epochs"]),
+           "metric": data.metric, "value": value, "train_status": status,
+           "train_seconds": float(sum(r["epoch_seconds"] for r in records)),
+           **provenance({"dataset": dataset, "settings": settings}, str(dev), threads)}
+    write_table([row], table, "sensitivity")
+
+
 def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
              corruptions: dict[str, Any], threads: int, checkpoint: str, table: str) -> None:
     """Task metric on the clean test set and on each corruption x severity."""
+    import torch
+
+    from bibench.checkpoint import load_checkpoint
     from bibench.evaluate import METRICS, predict
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
-    net, _meta = load_checkpoint(checkpoint)
+    net, meta = load_checkpoint(checkpoint)
+    trained = meta.get("train_status", "ok") == "ok"
+    if not trained:
+        log.warning("training status %r: metrics are recorded as NaN", meta["train_status"])
     metric = METRICS[data.metric]
     prov = provenance({"dataset": dataset, "corruptions": corruptions}, "cpu", threads)
     rows = []
     for condition, severity, x, y in _conditions(data, corruptions):
-        value = metric(predict(net, x), y)
+        value = metric(predict(net, x), y) if trained else float("nan")
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
@@ -185,11 +256,15 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
            settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, table: str
            ) -> None:
     """Export to ONNX and check it against PyTorch on the test set; fail below threshold."""
+    import torch
+
+    from bibench.checkpoint import load_checkpoint
     from bibench.export import check_parity, export_onnx
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
-    net, _meta = load_checkpoint(checkpoint)
+    net, meta = load_checkpoint(checkpoint)
+    trained = meta.get("train_status", "ok") == "ok"
     x = data.x_test[: settings["max_samples"]]
     export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
     parity = check_parity(net, onnx, x)
@@ -201,7 +276,9 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
            "argmax_agreement": parity.argmax_agreement,
            "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples,
            **prov}
-    if parity.argmax_agreement < settings["min_argmax_agreement"]:
+    if not trained:  # parity of a diverged model means nothing; the row keeps the numbers
+        log.warning("training status %r: parity not enforced", meta["train_status"])
+    elif parity.argmax_agreement < settings["min_argmax_agreement"]:
         Path(onnx).unlink(missing_ok=True)
         raise RuntimeError(
             f"ONNX export of {task}/{arch}/{algorithm}/seed{seed} disagrees with PyTorch: "
@@ -212,14 +289,12 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     write_table([row], table, "export")
 
 
-def latency(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
-            settings: dict[str, Any], threads: int, onnx: str, fp32_onnx: str, table: str
-            ) -> None:
+def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[str, Any],
+            threads: int, onnx: str, fp32_onnx: str, table: str) -> None:
     """Time the cell's ONNX model and the FP32 one in the same job (same-run speedup)."""
-    from bibench.latency import cpu_model, time_onnxruntime
+    from bibench.latency import cpu_model, example_input, time_onnxruntime
 
-    data = _load_task(dataset)
-    example = data.x_test[: settings["batch_size"]].numpy()
+    example = example_input(onnx, settings["batch_size"])
     paths = [onnx] if algorithm == FP32 else [onnx, fp32_onnx]
     timings = time_onnxruntime(paths, example, threads=threads, warmup=settings["warmup"],
                                repeats=settings["repeats"])
@@ -240,6 +315,7 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[st
 def complexity(*, task: str, arch: str, algorithm: str, dataset: dict[str, Any], table: str
                ) -> None:
     """Per-layer parameters and FLOPs of the cell's architecture binarized by `algorithm`."""
+    from bibench.checkpoint import build_cell_model
     from bibench.complexity import layer_costs, totals
 
     data = _load_task(dataset)
@@ -257,27 +333,31 @@ def complexity(*, task: str, arch: str, algorithm: str, dataset: dict[str, Any],
 
 def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
               eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
-              complexity_tables: list[str], metrics: str) -> None:
-    """Join every cell's tables into results/metrics.parquet (one row per cell x condition)."""
-    from bibench.aggregate import build_metrics
+              complexity_tables: list[str], sensitivity_tables: list[str], metrics: str,
+              tracks: str) -> None:
+    """Join every cell's tables into results/metrics.parquet (one row per cell x condition)
+    and compute the tracks' metrics into results/tracks.parquet."""
+    from bibench.aggregate import build_metrics, sensitivity_table
+    from bibench.tracks import compute_tracks
 
     start = time.perf_counter()
     frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
                           eval_tables=eval_tables, export_tables=export_tables,
                           latency_tables=latency_tables, complexity_tables=complexity_tables)
     write_table(frame, metrics, "metrics")
+    write_table(compute_tracks(frame, sensitivity_table(sensitivity_tables)), tracks, "tracks")
     log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
              time.perf_counter() - start)
 
 
-def download_dataset(*, name: str, dest: str, manifest: str) -> None:
-    """Fetch an official dataset into `dest` and write its manifest (what, where, checksums)."""
+def download_dataset(*, name: str, manifest: str) -> None:
+    """Fetch an official dataset beside its manifest and write the manifest (what, where)."""
     import json
 
     from bibench.data.downloads import DOWNLOADS, fetch
     from bibench.io import atomic_write
 
-    folder = fetch(name, dest)
+    folder = fetch(name, Path(manifest).parent)
     entry = DOWNLOADS[name]
     record = {"name": name, "folder": str(folder),
               "urls": [p["url"] for p in entry.get("files", [entry])]}
@@ -285,8 +365,9 @@ def download_dataset(*, name: str, dest: str, manifest: str) -> None:
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
-def report(*, metrics: str, html: str) -> None:
-    """Render results/report.html from the metrics table."""
+def report(*, metrics: str, tracks: str, sensitivity_tables: list[str], html: str) -> None:
+    """Render results/report.html from the metrics, tracks and sensitivity tables."""
+    from bibench.aggregate import sensitivity_table
     from bibench.report import render_report
 
-    render_report(metrics, html)
+    render_report(metrics, tracks, sensitivity_table(sensitivity_tables), html)

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
-from bibench.export import ort_session
+_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(double)": np.float64}
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,17 @@ class Timing:
     p10_ms: float
     p90_ms: float
     repeats: int
+
+
+def ort_session(path: str | Path, *, threads: int = 1, optimize: bool = True
+                ) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def cpu_model() -> str:
@@ -41,6 +53,21 @@ def _summary(samples_ns: list[int]) -> Timing:
         median_ms=float(np.median(ms)), p10_ms=float(np.percentile(ms, 10)),
         p90_ms=float(np.percentile(ms, 90)), repeats=len(ms),
     )
+
+
+def example_input(path: str | Path, batch_size: int, seed: int = 0) -> np.ndarray:
+    """A batch shaped and typed as the model's input: uniform [0, 1) floats (images, features,
+    points), or token ids 1000..1999 (no padding) for int64 inputs. Latency does not depend on
+    the values, so no data set needs loading."""
+    spec = ort_session(path).get_inputs()[0]
+    shape = [batch_size] + [d if isinstance(d, int) else 1 for d in spec.shape[1:]]
+    rng = np.random.default_rng(seed)
+    dtype = _DTYPES.get(spec.type)
+    if dtype is None:
+        raise ValueError(f"{path}: unsupported input type {spec.type}")
+    if dtype == np.int64:
+        return rng.integers(1000, 2000, size=shape, dtype=np.int64)
+    return rng.random(shape, dtype=np.float64).astype(dtype)
 
 
 def time_onnxruntime(paths: list[str | Path], example: np.ndarray, *, threads: int, warmup: int,

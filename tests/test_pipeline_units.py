@@ -211,3 +211,53 @@ def test_architecture_registry():
     with pytest.raises(KeyError, match="unknown architecture 'resnet21'"):
         get_architecture("resnet21")
     assert math.isclose(float(np.float32(1.0)), 1.0)
+
+
+def test_embedded_data_is_cached_on_disk_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    import bibench.data as data_module
+    import bibench.data.embedded  # noqa: F401  (registers the embedded datasets)
+
+    monkeypatch.setenv("BIBENCH_CACHE", str(tmp_path))
+    calls = []
+    info = data_module._DATASETS["digits_embedded"]
+    monkeypatch.setitem(data_module._DATASETS, "digits_embedded", data_module.DatasetInfo(
+        lambda: calls.append(1) or info.loader(), info.description))
+    first = load_dataset("digits_embedded")
+    second = load_dataset("digits_embedded")
+    assert len(calls) == 1 and torch.equal(first.x_test, second.x_test)
+    assert second.embedded and second.stands_in_for == first.stands_in_for
+    (entry,) = (tmp_path / "datasets").iterdir()
+    entry.write_bytes(b"damaged")
+    assert torch.equal(load_dataset("digits_embedded").x_train, first.x_train)
+    assert len(calls) == 2
+
+
+def test_a_failing_training_run_becomes_a_failed_cell(digits):
+    from bibench.jobs import _train_or_fail
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            raise RuntimeError("kernel exploded")
+
+    records = _train_or_fail(Broken(), digits, {"epochs": 1}, 0, torch.device("cpu"))
+    assert len(records) == 1 and records[0]["status"].startswith("failed: RuntimeError")
+    assert math.isnan(records[0]["loss"])
+
+
+def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits):
+    from bibench.io import read_table
+    from bibench.jobs import evaluate
+
+    meta = {"arch": "resnet20", "algorithm": "fp32", "input_shape": list(digits.input_shape),
+            "num_classes": digits.num_classes, "train_status": "diverged"}
+    save_checkpoint(trained_fp32[0], tmp_path / "m.pt", meta)
+    evaluate(task="digits", arch="resnet20", algorithm="fp32", seed=0,
+             dataset={"name": "digits_embedded", "max_train": 64, "max_test": 32},
+             corruptions={"corruptions": {"gaussian_noise": [1]}, "files": None}, threads=1,
+             checkpoint=str(tmp_path / "m.pt"), table=str(tmp_path / "eval.parquet"))
+    rows = read_table(tmp_path / "eval.parquet", "eval")
+    assert len(rows) == 2 and rows["value"].isna().all()

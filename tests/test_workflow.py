@@ -179,3 +179,19 @@ def test_lint_is_clean(workflow_copy):
     proc = workflow_copy.snakemake("--lint", config=None, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_paper_grid_plans_every_cell_without_inheriting_the_default(workflow_copy):
+    config = yaml.safe_load((workflow_copy.root / "config" / "paper.yaml").read_text())
+    jobs = workflow_copy.planned_jobs(config="config/paper.yaml")
+    n_arch_tasks = sum(len(t["architectures"]) for t in config["tasks"].values())
+    n_cells = n_arch_tasks * len(config["seeds"])
+    n_binary = len(config["algorithms"]) - 1
+    assert jobs["pretrain"] == n_cells
+    assert jobs["binarize_finetune"] == n_cells * n_binary
+    for rule in ("evaluate", "export_onnx", "latency"):
+        assert jobs[rule] == n_cells * len(config["algorithms"])
+    # every downloadable dataset of the grid (ImageNet is read from the user's copy)
+    assert jobs["download_dataset"] == len(config["tasks"]) - 1 + 1  # - imagenet + CIFAR-10-C
+    outputs = workflow_copy.planned_outputs(config="config/paper.yaml")
+    assert not any("/mnist/" in o or "/text/" in o for o in outputs)  # default tasks not merged

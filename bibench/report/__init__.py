@@ -53,6 +53,26 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
                              if s.name == "algorithm" else s).reset_index(drop=True)
 
 
+def task_tables(summary: pd.DataFrame) -> list[dict]:
+    """Per task, the paper's Tables 7-9 layout: a row per architecture, FP32 then a column per
+    algorithm, holding the clean task metric (x100) of the cell (mean over seeds)."""
+    tables = []
+    for task, group in summary.groupby("task", sort=True):
+        algorithms = _algorithm_order(group["algorithm"])
+        rows = []
+        for arch, by_arch in group.groupby("arch", sort=True):
+            values = dict(zip(by_arch["algorithm"], by_arch["clean"], strict=True))
+            status = dict(zip(by_arch["algorithm"], by_arch["status"], strict=True))
+            rows.append({"arch": arch, "cells": [
+                {"value": values.get(a), "status": status.get(a, "missing")} for a in algorithms
+            ]})
+        first = group.iloc[0]
+        tables.append({"task": task, "metric": first["metric"], "embedded": bool(first["embedded"]),
+                       "stands_in_for": first["stands_in_for"], "algorithms": algorithms,
+                       "rows": rows})
+    return tables
+
+
 def corruption_figure(metrics: pd.DataFrame) -> list[dict[str, str]]:
     """Accuracy against severity, one panel per (task, arch, corruption)."""
     import matplotlib
@@ -81,8 +101,44 @@ def corruption_figure(metrics: pd.DataFrame) -> list[dict[str, str]]:
     return figures
 
 
-def render_report(metrics_path: str | Path, html_path: str | Path) -> None:
+def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
+    """Task metric per training setting and algorithm (paper Figure 2), mean and spread over
+    seeds; one panel per (task, arch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for (task, arch), group in grid.groupby(["task", "arch"]):
+        settings = list(dict.fromkeys(group.sort_values("setting")["setting"]))
+        algorithms = _algorithm_order(group["algorithm"])
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        width = 0.8 / max(1, len(algorithms))
+        for i, algo in enumerate(algorithms):
+            runs = group[group["algorithm"] == algo]
+            stats = runs.groupby("setting")["value"].agg(["mean", "std"]).reindex(settings)
+            xs = [j + (i - (len(algorithms) - 1) / 2) * width for j in range(len(settings))]
+            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), fmt="o", ms=4,
+                        capsize=2, label=algo)
+        ax.set_xticks(range(len(settings)), settings, rotation=20, fontsize=8)
+        ax.set_ylabel(group["metric"].iloc[0])
+        ax.set_title(f"{task} / {arch}: sensitivity to training settings")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+        figures.append({"title": f"{task} / {arch}: metric per training setting "
+                                 "(mean and std over seeds)", "src": _png(fig)})
+        plt.close(fig)
+    return figures
+
+
+def render_report(metrics_path: str | Path, tracks_path: str | Path, sensitivity: pd.DataFrame,
+                  html_path: str | Path) -> None:
+    from bibench.report.summary_tables import ACCURACY_TRACKS, EFFICIENCY_TRACKS
+    from bibench.report.summary_tables import summary_table as track_table
+
     metrics = read_table(metrics_path, "metrics")
+    tracks = read_table(tracks_path, "tracks")
     table = summary_table(metrics)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -93,7 +149,11 @@ def render_report(metrics_path: str | Path, html_path: str | Path) -> None:
         embedded=table[table["embedded"]][["task", "stands_in_for"]].drop_duplicates()
         .to_dict("records"),
         rows=table.to_dict("records"),
+        task_tables=task_tables(table),
         figures=corruption_figure(metrics),
+        accuracy_table=track_table(tracks, ACCURACY_TRACKS),
+        efficiency_table=track_table(tracks, EFFICIENCY_TRACKS),
+        sensitivity_figures=sensitivity_figure(sensitivity),
         failed=table[table["status"] != "ok"].to_dict("records"),
     )
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(html))

@@ -36,6 +36,7 @@ wildcard_constraints:
     algo=_alternatives(ALGORITHMS),
     seed=r"\d+",
     download=_alternatives(DOWNLOADABLE),
+    setting=r"[a-z0-9][a-z0-9_.-]*",
 
 
 # --- per-cell settings: passed as params so that changing them reruns exactly those cells ----
@@ -137,6 +138,34 @@ def train_tables(wildcards=None):
 
 def complexity_tables(wildcards=None):
     return sorted({COMPLEXITY.format(**c) for c in cells()})
+
+
+SENSITIVITY = CONFIG["sensitivity"]
+
+
+def sensitivity_settings(wildcards):
+    """The task's pretrain (FP32) or finetune (binarized) settings with the setting's overrides."""
+    task = TASKS[wildcards.task]
+    base = task["pretrain"] if wildcards.algo == FP32 else task["finetune"]
+    return canonical({**base, **SENSITIVITY["settings"][wildcards.setting]})
+
+
+def sensitivity_start(wildcards):
+    """Binarized runs start from the task's FP32 checkpoint of the same seed; FP32 from scratch."""
+    if wildcards.algo == FP32:
+        return []
+    return _trained_file("model.pt", wildcards.task, wildcards.arch, FP32, wildcards.seed)
+
+
+def sensitivity_tables(wildcards=None):
+    return [
+        f"results/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.parquet"
+        for task in SENSITIVITY["tasks"]
+        for arch in TASKS[task]["architectures"]
+        for algo in ALGORITHMS
+        for setting in SENSITIVITY["settings"]
+        for seed in SENSITIVITY["seeds"]
+    ]
 
 
 CONFIG_HASH = config_hash(CONFIG)

@@ -36,7 +36,6 @@ rule latency:
         arch="{arch}",
         algorithm="{algo}",
         seed="{seed}",
-        dataset=dataset_params,
         settings=LATENCY,
     log:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",

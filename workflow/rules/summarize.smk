@@ -1,13 +1,15 @@
 rule aggregate:
-    """Every cell's tables joined into results/metrics.parquet."""
+    """Every cell's tables joined into results/metrics.parquet; the tracks' metrics."""
     input:
         train_tables=train_tables,
         eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
         export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet"),
         latency_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet"),
         complexity_tables=complexity_tables,
+        sensitivity_tables=sensitivity_tables,
     output:
         metrics="results/metrics.parquet",
+        tracks="results/tracks.parquet",
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
@@ -27,6 +29,8 @@ rule report:
     """Self-contained HTML report (tables and embedded figures)."""
     input:
         metrics="results/metrics.parquet",
+        tracks="results/tracks.parquet",
+        sensitivity_tables=sensitivity_tables,
     output:
         html=report(
             "results/report.html",

@@ -64,7 +64,6 @@ rule download_dataset:
         manifest="resources/{download}.json",
     params:
         name="{download}",
-        dest="resources",
     log:
         "logs/download/{download}.log",
     threads: 1

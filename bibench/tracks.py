@@ -1,0 +1,201 @@
+"""The six tracks' measurements and overall metrics, per algorithm (paper Sec. 3, Eqs. 2-9).
+
+Input: results/metrics.parquet (one row per cell x condition). Output rows of
+results/tracks.parquet: (algorithm, track, metric, value, status, inputs, excluded, note).
+A track that has no measurement yet is a row with status "not measured" and value NaN, never
+a zero; cells that failed or diverged are left out and named in `excluded`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import pandas as pd
+
+from bibench.catalog import FP32
+from bibench.metrics import (
+    om_arch,
+    om_comp,
+    om_robust,
+    om_task,
+    quadratic_mean,
+    sensitivity_ratio,
+)
+
+TRACKS = ("learning_task", "neural_architecture", "corruption_robustness",
+          "training_consumption", "theoretical_complexity", "hardware_inference")
+KEY = ["task", "arch", "seed"]
+
+
+def _cell_names(frame: pd.DataFrame) -> list[str]:
+    cols = ["task", "arch", "algorithm", "seed"]
+    return sorted({"/".join(str(v) for v in row) for row in frame[cols].itertuples(index=False)})
+
+
+def _row(algorithm: str, track: str, metric: str, value: float, *, inputs: list[str],
+         excluded: list[str], status: str = "ok", note: str = "") -> dict:
+    if status == "ok" and (value is None or math.isnan(value)):
+        status = "not measured"
+    return {"algorithm": algorithm, "track": track, "metric": metric,
+            "value": float("nan") if value is None else float(value), "status": status,
+            "inputs": json.dumps(inputs), "excluded": json.dumps(excluded), "note": note}
+
+
+def _usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of cells that trained and whose FP32 reference trained, rows left out)."""
+    ok = (frame["train_status"] == "ok") & frame["value"].notna() & frame["fp32_value"].notna()
+    return frame[ok], frame[~ok]
+
+
+def _accuracy_tracks(algo: str, rows: pd.DataFrame, excluded: list[str]) -> list[dict]:
+    clean = rows[rows["condition"] == "clean"]
+    out = []
+    by_task = clean.groupby("task")["relative_to_fp32"].apply(list).to_dict()
+    for task, values in sorted(by_task.items()):
+        out.append(_row(algo, "learning_task", f"relative:{task}",
+                        100 * sum(values) / len(values),
+                        inputs=_cell_names(clean[clean["task"] == task]), excluded=excluded))
+    out.append(_row(algo, "learning_task", "OM_task",
+                    100 * om_task(by_task) if by_task else float("nan"),
+                    inputs=_cell_names(clean), excluded=excluded))
+    by_family = clean.groupby("family")["relative_to_fp32"].apply(list).to_dict()
+    for family, values in sorted(by_family.items()):
+        out.append(_row(algo, "neural_architecture", f"relative:{family}",
+                        100 * sum(values) / len(values),
+                        inputs=_cell_names(clean[clean["family"] == family]),
+                        excluded=excluded))
+    # Eq. 3 averages over the three families; a family the grid lacks is not invented.
+    note = "" if len(by_family) == 3 else f"families measured: {', '.join(sorted(by_family))}"
+    out.append(_row(algo, "neural_architecture", "OM_arch",
+                    100 * om_arch(by_family) if by_family else float("nan"),
+                    inputs=_cell_names(clean), excluded=excluded, note=note))
+    return out
+
+
+def _robustness(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: list[str]
+                ) -> list[dict]:
+    """Eq. 4-5: per corruption, E over cells of G_fp / G_bi (gaps averaged over severities)."""
+    def gaps(frame: pd.DataFrame) -> pd.DataFrame:
+        clean = frame[frame["condition"] == "clean"].set_index(KEY)["value"]
+        corrupted = frame[frame["condition"] != "clean"]
+        mean_corr = corrupted.groupby(KEY + ["condition"])["value"].mean().reset_index()
+        mean_corr["gap"] = [clean.get(tuple(r[k] for k in KEY), float("nan")) - r["value"]
+                            for _, r in mean_corr.iterrows()]
+        return mean_corr
+
+    bi, fp = gaps(rows), gaps(fp_rows)
+    if bi.empty:
+        return [_row(algo, "corruption_robustness", "OM_robust", float("nan"), inputs=[],
+                     excluded=excluded, note="no corruption in the grid")]
+    merged = bi.merge(fp, on=KEY + ["condition"], suffixes=("_bi", "_fp"))
+    # A gap <= 0 (no loss under corruption) makes the ratio meaningless: left out, and said.
+    valid = merged[(merged["gap_bi"] > 0) & (merged["gap_fp"] > 0)]
+    dropped = len(merged) - len(valid)
+    note = f"{dropped} (cell, corruption) pairs with a non-positive gap left out" if dropped else ""
+    gaps_fp = valid.groupby("condition")["gap_fp"].apply(list).to_dict()
+    gaps_bi = valid.groupby("condition")["gap_bi"].apply(list).to_dict()
+    out = [
+        _row(algo, "corruption_robustness", f"gap_ratio:{c}",
+             100 * sum(f / b for f, b in zip(gaps_fp[c], gaps_bi[c], strict=True))
+             / len(gaps_fp[c]),
+             inputs=_cell_names(rows[rows["condition"] == c]), excluded=excluded)
+        for c in sorted(gaps_fp)
+    ]
+    out.append(_row(algo, "corruption_robustness", "OM_robust",
+                    100 * om_robust(gaps_fp, gaps_bi) if gaps_fp else float("nan"),
+                    inputs=_cell_names(rows), excluded=excluded, note=note))
+    return out
+
+
+def _sensitivity(algo: str, grid: pd.DataFrame) -> tuple[float, list[str], list[str]]:
+    """Eq. 6's E(std(A_hyper) / std(A_hyper^bi)) over (task, arch), in percent."""
+    ok = grid[(grid["train_status"] == "ok") & grid["value"].notna()]
+    excluded = _cell_names(grid[(grid["algorithm"] == algo) & ~grid.index.isin(ok.index)])
+    ratios, inputs = [], []
+    for (task, arch), runs in ok.groupby(["task", "arch"]):
+        fp = runs[runs["algorithm"] == FP32]["value"].tolist()
+        bi = runs[runs["algorithm"] == algo]["value"].tolist()
+        if len(fp) >= 2 and len(bi) >= 2:
+            try:
+                ratios.append(sensitivity_ratio(fp, bi))
+                inputs.append(f"{task}/{arch}")
+            except ValueError:  # a binarized spread of exactly zero: the ratio is undefined
+                excluded.append(f"{task}/{arch}/{algo} (zero spread)")
+    value = 100 * sum(ratios) / len(ratios) if ratios else float("nan")
+    return value, inputs, excluded
+
+
+def _efficiency(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: list[str],
+                grid: pd.DataFrame) -> list[dict]:
+    clean = rows[rows["condition"] == "clean"].drop_duplicates(KEY)
+    fp_clean = fp_rows[fp_rows["condition"] == "clean"].drop_duplicates(KEY)
+    inputs = _cell_names(clean)
+    # Training time per epoch, so FP pretraining and binarized finetuning of different lengths
+    # compare like for like; the FP32 reference ran on the same machine and settings.
+    merged = clean.merge(fp_clean, on=KEY, suffixes=("", "_fp"))
+    ratios = [f / b for f, b in zip(merged["train_seconds_per_epoch_fp"],
+                                    merged["train_seconds_per_epoch"], strict=True) if b > 0]
+    time_ratio = 100 * sum(ratios) / len(ratios) if ratios else float("nan")
+    sens, sens_inputs, sens_excluded = _sensitivity(algo, grid)
+    measured = sens == sens and time_ratio == time_ratio
+    out = [
+        _row(algo, "training_consumption", "time_ratio", time_ratio, inputs=inputs,
+             excluded=excluded, note="FP32 / binarized training time per epoch"),
+        _row(algo, "training_consumption", "sensitivity", sens, inputs=sens_inputs,
+             excluded=sens_excluded,
+             note="std over settings x seeds, FP32 / binarized" if sens == sens
+             else "no hyperparameter-sensitivity grid in the config"),
+        _row(algo, "training_consumption", "OM_train",
+             quadratic_mean([time_ratio, sens]) if measured else float("nan"),
+             inputs=inputs + sens_inputs, excluded=excluded + sens_excluded,
+             note="" if measured else "needs both the time ratio and the sensitivity"),
+    ]
+    r_c, r_s = clean["compression_ratio"].dropna(), clean["speedup_ratio"].dropna()
+    out += [
+        _row(algo, "theoretical_complexity", "compression_ratio",
+             r_c.mean() if len(r_c) else float("nan"), inputs=inputs, excluded=excluded),
+        _row(algo, "theoretical_complexity", "speedup_ratio",
+             r_s.mean() if len(r_s) else float("nan"), inputs=inputs, excluded=excluded),
+        _row(algo, "theoretical_complexity", "OM_comp",
+             om_comp(list(r_c), list(r_s)) if len(r_c) and len(r_s) else float("nan"),
+             inputs=inputs, excluded=excluded),
+        _row(algo, "hardware_inference", "OM_infer", float("nan"), inputs=[], excluded=[],
+             status="not measured",
+             note="needs a binary inference engine (onnxruntime has no 1-bit kernels)"),
+    ]
+    return out
+
+
+def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """Every track's per-algorithm measurements and overall metric."""
+    grid = sensitivity if sensitivity is not None else pd.DataFrame(
+        columns=["task", "arch", "algorithm", "seed", "setting", "value", "train_status"])
+    usable, left_out = _usable(metrics)
+    fp_rows = usable[usable["algorithm"] == FP32]
+    rows: list[dict] = []
+    for algo in sorted(a for a in metrics["algorithm"].unique() if a != FP32):
+        mine = usable[usable["algorithm"] == algo]
+        excluded = _cell_names(left_out[left_out["algorithm"] == algo])
+        rows += _accuracy_tracks(algo, mine, excluded)
+        rows += _robustness(algo, mine, fp_rows, excluded)
+        rows += _efficiency(algo, mine, fp_rows, excluded, grid)
+    return pd.DataFrame(rows, columns=["algorithm", "track", "metric", "value", "status",
+                                       "inputs", "excluded", "note"])
+
+
+def best_and_worst(values: dict[str, float], higher_is_better: bool = True
+                   ) -> tuple[set[str], set[str]]:
+    """Algorithms holding the best and the worst value of a row (NaN ignored)."""
+    finite = {a: v for a, v in values.items() if v == v}
+    if len(finite) < 2:
+        return set(), set()
+    pick: Callable = max if higher_is_better else min
+    other: Callable = min if higher_is_better else max
+    best, worst = pick(finite.values()), other(finite.values())
+    return ({a for a, v in finite.items() if v == best},
+            {a for a, v in finite.items() if v == worst})
+
+

@@ -1,0 +1,99 @@
+"""Track metrics from a hand-made metrics table: values, exclusions, 'not measured'."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from bibench.tracks import best_and_worst, compute_tracks
+
+
+def _rows(algorithm, task, arch, family, clean, corrupted, status="ok", seconds=1.0, fp=None):
+    base = {"algorithm": algorithm, "task": task, "arch": arch, "family": family, "seed": 0,
+            "train_status": status, "train_seconds_per_epoch": seconds,
+            "compression_ratio": 1.0 if algorithm == "fp32" else 20.0,
+            "speedup_ratio": 1.0 if algorithm == "fp32" else 30.0}
+    fp = fp or {}
+    rows = [{**base, "condition": "clean", "severity": 0, "value": clean,
+             "fp32_value": fp.get("clean", clean)}]
+    for sev, value in enumerate(corrupted, start=1):
+        rows.append({**base, "condition": "gaussian_noise", "severity": sev, "value": value,
+                     "fp32_value": fp.get(sev, value)})
+    return rows
+
+
+def _metrics():
+    rows = []
+    fp_a = {"clean": 0.9, 1: 0.8, 2: 0.7}
+    fp_b = {"clean": 0.8}
+    rows += _rows("fp32", "img", "resnet20", "cnn", 0.9, [0.8, 0.7], seconds=2.0)
+    rows += _rows("fp32", "txt", "bert", "transformer", 0.8, [], seconds=4.0)
+    rows += _rows("bnn", "img", "resnet20", "cnn", 0.72, [0.62, 0.52], fp=fp_a, seconds=4.0)
+    rows += _rows("bnn", "txt", "bert", "transformer", 0.4, [], fp=fp_b, seconds=4.0)
+    rows += _rows("fda", "img", "resnet20", "cnn", float("nan"), [], status="diverged", fp=fp_a)
+    rows += _rows("fda", "txt", "bert", "transformer", 0.6, [], fp=fp_b, seconds=8.0)
+    frame = pd.DataFrame(rows)
+    frame["relative_to_fp32"] = frame["value"] / frame["fp32_value"]
+    return frame
+
+
+def _value(tracks, algo, metric):
+    row = tracks[(tracks["algorithm"] == algo) & (tracks["metric"] == metric)].iloc[0]
+    return row
+
+
+def test_accuracy_tracks_follow_eqs_2_and_3():
+    tracks = compute_tracks(_metrics())
+    assert _value(tracks, "bnn", "relative:img")["value"] == pytest.approx(80.0)
+    assert _value(tracks, "bnn", "relative:txt")["value"] == pytest.approx(50.0)
+    assert _value(tracks, "bnn", "OM_task")["value"] == pytest.approx(
+        100 * math.sqrt((0.8**2 + 0.5**2) / 2))
+    om_arch = _value(tracks, "bnn", "OM_arch")
+    assert om_arch["value"] == pytest.approx(100 * math.sqrt((0.8**2 + 0.5**2) / 2))
+    assert "mlp" not in om_arch["note"] and "families measured" in om_arch["note"]
+
+
+def test_robustness_uses_gap_ratios():
+    tracks = compute_tracks(_metrics())
+    # FP gap: 0.9 - mean(0.8, 0.7) = 0.15; BNN gap: 0.72 - mean(0.62, 0.52) = 0.15
+    assert _value(tracks, "bnn", "OM_robust")["value"] == pytest.approx(100.0)
+
+
+def test_failed_cells_are_left_out_and_named():
+    tracks = compute_tracks(_metrics())
+    fda = _value(tracks, "fda", "OM_task")
+    assert json.loads(fda["excluded"]) == ["img/resnet20/fda/0"]
+    assert fda["value"] == pytest.approx(100 * 0.75)  # only the text cell counts
+
+
+def test_unmeasured_tracks_say_so_and_are_never_zero():
+    tracks = compute_tracks(_metrics())
+    for metric in ("OM_infer", "OM_train", "sensitivity"):
+        row = _value(tracks, "bnn", metric)
+        assert row["status"] == "not measured" and math.isnan(row["value"])
+    assert _value(tracks, "bnn", "time_ratio")["value"] == pytest.approx(100 * (0.5 + 1.0) / 2)
+    assert _value(tracks, "bnn", "OM_comp")["value"] == pytest.approx(
+        math.sqrt((20**2 + 30**2) / 2))
+
+
+def test_best_and_worst():
+    assert best_and_worst({"a": 1.0, "b": 3.0, "c": float("nan")}) == ({"b"}, {"a"})
+    assert best_and_worst({"a": 1.0}) == (set(), set())
+
+
+def test_sensitivity_and_om_train_from_the_grid():
+    grid = pd.DataFrame([
+        {"task": "img", "arch": "resnet20", "algorithm": a, "seed": 0, "setting": s,
+         "value": v, "train_status": "ok"}
+        for a, values in {"fp32": [0.9, 0.8, 0.7], "bnn": [0.6, 0.2, 0.4]}.items()
+        for s, v in zip(["a", "b", "c"], values, strict=True)
+    ])
+    tracks = compute_tracks(_metrics(), grid)
+    assert _value(tracks, "bnn", "sensitivity")["value"] == pytest.approx(50.0)
+    time_ratio = _value(tracks, "bnn", "time_ratio")["value"]
+    assert _value(tracks, "bnn", "OM_train")["value"] == pytest.approx(
+        math.sqrt((time_ratio**2 + 50.0**2) / 2))
+    assert _value(tracks, "fda", "sensitivity")["status"] == "not measured"
