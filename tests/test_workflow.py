@@ -53,6 +53,20 @@ def test_chain_produces_every_cell_and_report(tiny_run):
     html = (results / "report.html").read_text()
     assert "Embedded offline data" in html and "data:image/png;base64," in html
     assert "bnn" in html and "CIFAR-10" in html
+    assert "paper Table 2" in html and "paper Table 3" in html
+    assert "Sensitivity to training settings" in html  # the figure of the grid
+
+
+def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
+    tracks = read_table(tiny_run.root / "results" / "tracks.parquet", "tracks")
+    bnn = tracks[tracks["algorithm"] == "bnn"].set_index("metric")
+    assert {"OM_task", "OM_arch", "OM_robust", "OM_train", "OM_comp", "OM_infer"} <= set(bnn.index)
+    assert bnn.loc["OM_infer", "status"] == "not measured"  # never a zero
+    for metric in ("OM_task", "OM_comp", "sensitivity", "OM_train"):
+        assert bnn.loc[metric, "status"] == "ok" and bnn.loc[metric, "value"] > 0, metric
+    runs = list((tiny_run.root / "results" / "sensitivity").rglob("*.parquet"))
+    grid = TINY["sensitivity"]
+    assert len(runs) == len(grid["settings"]) * len(grid["seeds"]) * len(TINY["algorithms"])
 
 
 def test_every_table_has_its_schema(tiny_run):
@@ -108,9 +122,12 @@ def test_adding_an_algorithm_plans_only_its_cells(tiny_run):
                            _variant(lambda c: c["algorithms"].append(new)))
     jobs = tiny_run.planned_jobs(config=config)
     n_cells = len(TINY["tasks"]) * len(TINY["seeds"])  # one architecture per task
+    grid = TINY["sensitivity"]
+    n_runs = len(grid["tasks"]) * len(grid["settings"]) * len(grid["seeds"])
     assert jobs == {
         "binarize_finetune": n_cells, "evaluate": n_cells, "export_onnx": n_cells,
-        "latency": n_cells, "complexity": len(TINY["tasks"]), "aggregate": 1, "report": 1,
+        "latency": n_cells, "complexity": len(TINY["tasks"]), "sensitivity": n_runs,
+        "aggregate": 1, "report": 1,
         "all": 1,  # the default target rule, which computes nothing
     }
     outputs = [o for o in tiny_run.planned_outputs(config=config) if "/cells/" in o]
@@ -191,7 +208,11 @@ def test_paper_grid_plans_every_cell_without_inheriting_the_default(workflow_cop
     assert jobs["binarize_finetune"] == n_cells * n_binary
     for rule in ("evaluate", "export_onnx", "latency"):
         assert jobs[rule] == n_cells * len(config["algorithms"])
-    # every downloadable dataset of the grid (ImageNet is read from the user's copy)
-    assert jobs["download_dataset"] == len(config["tasks"]) - 1 + 1  # - imagenet + CIFAR-10-C
+    # every downloadable dataset of the grid once (ImageNet is read from the user's copy)
+    datasets = {t["dataset"] for t in config["tasks"].values()} - {"imagenet"}
+    assert jobs["download_dataset"] == len(datasets) + 1  # + the CIFAR-10-C files
+    grid = config["sensitivity"]
+    assert jobs["sensitivity"] == (len(grid["settings"]) * len(grid["seeds"])
+                                   * len(config["algorithms"]))
     outputs = workflow_copy.planned_outputs(config="config/paper.yaml")
     assert not any("/mnist/" in o or "/text/" in o for o in outputs)  # default tasks not merged

@@ -151,10 +151,12 @@ def sensitivity_settings(wildcards):
 
 
 def sensitivity_start(wildcards):
-    """Binarized runs start from the task's FP32 checkpoint of the same seed; FP32 from scratch."""
+    """Binarized runs start from the task's FP32 checkpoint (the grid's first seed: every
+    binarized model of a task and architecture starts from the same pretrained model, paper
+    Sec. 4); FP32 runs train from scratch with their own seed."""
     if wildcards.algo == FP32:
         return []
-    return _trained_file("model.pt", wildcards.task, wildcards.arch, FP32, wildcards.seed)
+    return _trained_file("model.pt", wildcards.task, wildcards.arch, FP32, SEEDS[0])
 
 
 def sensitivity_tables(wildcards=None):
