@@ -22,16 +22,25 @@ BINARY_FLOP_COST = 1 / 64  # a 1-bit x 1-bit op costs 1/64 FLOP on a 64-bit CPU
 
 
 @dataclass(frozen=True)
-class LayerCost:
-    layer: str
-    layer_type: str
-    binary: bool
+class Totals:
     params: int
     fp_params: int
     binary_params: int
     flops: int
     fp_flops: int
     binary_flops: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerCost(Totals):
+    """The cost of one layer: its share of every total, and whether it runs binary."""
+
+    layer: str = ""
+    layer_type: str = ""
+    binary: bool = False
 
 
 def _product_flops(layer: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
@@ -85,34 +94,24 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
             fp_params = bias + algo.extra_fp_params(module)
             binary_flops = _product_flops(module, inp, out)
             fp_flops = algo.extra_fp_ops(module, tuple(out.shape[1:]))
-            costs.append(LayerCost(name, type(module).__name__, True, binary_params + fp_params,
-                                   fp_params, binary_params, binary_flops + fp_flops, fp_flops,
-                                   binary_flops))
+            costs.append(LayerCost(
+                params=binary_params + fp_params, fp_params=fp_params,
+                binary_params=binary_params, flops=binary_flops + fp_flops, fp_flops=fp_flops,
+                binary_flops=binary_flops, layer=name, layer_type=type(module).__name__,
+                binary=True))
             covered.update(n for n, _ in module.named_modules(prefix=name))
         elif name in covered:
             continue
         elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
             flops = counted.get(name, 0) if name in shapes else 0
-            costs.append(LayerCost(name, type(module).__name__, False, own_params, own_params, 0,
-                                   flops, flops, 0))
+            costs.append(LayerCost(
+                params=own_params, fp_params=own_params, binary_params=0, flops=flops,
+                fp_flops=flops, binary_flops=0, layer=name, layer_type=type(module).__name__))
     return costs
 
 
-@dataclass(frozen=True)
-class Totals:
-    params: int
-    fp_params: int
-    binary_params: int
-    flops: int
-    fp_flops: int
-    binary_flops: int
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
-
-
 def totals(costs: list[LayerCost]) -> Totals:
-    return Totals(*(sum(getattr(c, f) for c in costs) for f in Totals.__dataclass_fields__))
+    return Totals(**{f: sum(getattr(c, f) for c in costs) for f in Totals.__dataclass_fields__})
 
 
 def compression_ratio(fp_model_params: int, binarized: Totals) -> float:
