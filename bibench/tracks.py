@@ -146,6 +146,7 @@ def _efficiency(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: 
         _row(algo, "training_consumption", "sensitivity", sens, inputs=sens_inputs,
              excluded=sens_excluded,
              note="std over settings x seeds, FP32 / binarized" if sens == sens
+             else "no sensitivity run of this algorithm has a usable spread" if len(grid)
              else "no hyperparameter-sensitivity grid in the config"),
         _row(algo, "training_consumption", "OM_train",
              quadratic_mean([time_ratio, sens]) if measured else float("nan"),
