@@ -16,12 +16,5 @@ def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256,
     return torch.cat([model(xb.to(device)).float().cpu() for xb in x.split(batch_size)])
 
 
-def accuracy(logits: Tensor, labels: Tensor) -> float:
-    """Top-1 accuracy in [0, 1]."""
-    if len(labels) == 0:
-        raise ValueError("accuracy of an empty set is undefined")
-    return float((logits.argmax(1) == labels).float().mean())
-
-
 # Task metrics by name (TaskData.metric): accuracy, f1, mcc, pearson_spearman, miou, ...
 METRICS = TASK_METRICS

@@ -79,6 +79,18 @@ def parse_job_stats(text: str) -> dict[str, int]:
     return stats
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and OpenMP threads that spin-wait collapse (10x
+    slower) when another process shares the two cores: such test modules run on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def workflow_copy(tmp_path: Path) -> Workflow:
     return Workflow(tmp_path / "wf")

@@ -30,14 +30,7 @@ from bibench.models import build_model, get_architecture
 ALGORITHMS = ["bnn", "xnor", "dorefa", "bireal", "xnorpp", "reactnet", "recu", "fda"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads, and OpenMP threads that spin-wait collapse
-    (10x slower and worse) when another process shares the two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_layer(algo: str, fp: nn.Module, example: torch.Tensor) -> nn.Module:

@@ -14,13 +14,7 @@ from bibench.models import build_model, get_architecture
 ALGORITHMS = ["bnn", "xnor", "dorefa", "bireal", "xnorpp", "reactnet", "recu", "fda"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: one thread is as fast and immune to spin-waiting under shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

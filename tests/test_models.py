@@ -31,13 +31,7 @@ ZOO = ["resnet18", "resnet34", "resnet18_imagenet", "resnet34_imagenet", "vgg_sm
        "fsmn", "dfsmn"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run faster on one thread (and do not fight other tests for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def n_params(model: nn.Module) -> int:

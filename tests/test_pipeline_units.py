@@ -19,9 +19,10 @@ from bibench.complexity import (
 )
 from bibench.data import load_dataset, stratified_split
 from bibench.data.corruptions import GAUSSIAN_NOISE_CIFAR, corrupt, gaussian_noise
-from bibench.evaluate import accuracy, predict
+from bibench.evaluate import predict
 from bibench.export import check_parity, export_onnx
 from bibench.latency import cpu_model, time_onnxruntime
+from bibench.metrics_task import accuracy
 from bibench.models import build_model, get_architecture
 from bibench.train import TrainSettings, resolve_device, train
 
