@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bibench.catalog import FP32
+from bibench.catalog import BINARY_ENGINES, FP32
 from bibench.complexity import Totals, compression_ratio, speedup_ratio
 from bibench.io import PROVENANCE, SCHEMAS, read_table
 from bibench.models import get_architecture
@@ -22,6 +22,26 @@ def _concat(paths: list[str], table: str, *, allow_empty: bool = False) -> pd.Da
             return SCHEMAS[table].empty_table().to_pandas()
         raise ValueError(f"no {table} tables to aggregate")
     return pd.concat(frames, ignore_index=True)
+
+
+def latency_table(paths: list[str]) -> pd.DataFrame:
+    """Every latency measurement of every cell (results/latency.parquet)."""
+    return _concat(paths, "latency", allow_empty=True).sort_values(
+        KEY + ["device_name", "engine", "threads"]).reset_index(drop=True)
+
+
+def headline_latency(latency: pd.DataFrame) -> pd.DataFrame:
+    """Per cell, the one latency row metrics.parquet carries: the binary engine at the fewest
+    threads where the cell deploys, else onnxruntime (float kernels) at the fewest threads."""
+    ok = latency[latency["status"] == "ok"].copy()
+    ok["_rank"] = ok["engine"].map(
+        lambda e: 0 if e in BINARY_ENGINES else 1 if e == "onnxruntime" else 2)
+    best = ok.sort_values(KEY + ["_rank", "threads", "device_name"]).groupby(KEY).head(1)
+    return best[KEY + ["device_name", "engine", "threads", "median_ms", "speedup_vs_fp32",
+                       "storage_saving"]].rename(columns={
+        "device_name": "latency_device", "engine": "latency_engine",
+        "threads": "latency_threads", "median_ms": "latency_median_ms",
+        "speedup_vs_fp32": "latency_speedup_vs_fp32"})
 
 
 def sensitivity_table(paths: list[str]) -> pd.DataFrame:
@@ -41,7 +61,8 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
 
 
 def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
-    total = complexity[complexity["layer"] == ""]
+    # every seed of a cell has the same architecture, hence the same counts
+    total = complexity[complexity["layer"] == ""].drop_duplicates(["task", "arch", "algorithm"])
     fp = total[total["algorithm"] == FP32].set_index(["task", "arch"])
     rows = []
     for r in total.itertuples(index=False):
@@ -60,7 +81,7 @@ def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
-                  eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
+                  eval_tables: list[str], export_tables: list[str], latency: pd.DataFrame,
                   complexity_tables: list[str]) -> pd.DataFrame:
     """metrics.parquet rows: each cell x condition with its FP32 reference and efficiency."""
     evals = _concat(eval_tables, "eval").drop(columns=_PROVENANCE_NAMES)
@@ -74,16 +95,12 @@ def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_t
     frame = frame.merge(_complexity_summary(_concat(complexity_tables, "complexity")),
                         on=["task", "arch", "algorithm"], how="left")
 
-    exports = _concat(export_tables, "export")[KEY + ["argmax_agreement"]]
+    exports = _concat(export_tables, "export")
+    exports = exports[exports["form"] == "onnx"][KEY + ["argmax_agreement"]]
     frame = frame.merge(exports.rename(columns={"argmax_agreement": "onnx_argmax_agreement"}),
                         on=KEY, how="left")
 
-    lat = _concat(latency_tables, "latency")[KEY + ["engine", "threads", "median_ms",
-                                                     "speedup_vs_fp32"]]
-    lat = lat.rename(columns={"engine": "latency_engine", "threads": "latency_threads",
-                              "median_ms": "latency_median_ms",
-                              "speedup_vs_fp32": "latency_speedup_vs_fp32"})
-    frame = frame.merge(lat, on=KEY, how="left")
+    frame = frame.merge(headline_latency(latency), on=KEY, how="left")
 
     frame["family"] = frame["arch"].map(lambda a: get_architecture(a).family)
     frame["config_hash"] = config_hash

@@ -68,6 +68,14 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
         if task.get("corruption_files") is not None and dataset != "cifar10":
             problems.append(f"config key tasks.{name}.corruption_files: official corruption "
                             "files exist for CIFAR-10 only (CIFAR-10-C)")
+    for name, device in (config.get("latency") or {}).get("devices", {}).items():
+        if device.get("kind") == "ssh":
+            from bibench.remote import validate_device
+
+            try:
+                validate_device(remote_spec(name, device))
+            except ValueError as err:
+                problems.append(f"config key latency.devices.{name}: {err}")
     grid = config.get("sensitivity") or {}
     for i, name in enumerate(grid.get("tasks", [])):
         if name not in config.get("tasks", {}):
@@ -77,6 +85,11 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
         problems.append("config key sensitivity.settings: a spread needs at least two runs "
                         "(settings x seeds)")
     return problems
+
+
+def remote_spec(name: str, device: dict[str, Any]) -> dict[str, Any]:
+    """A config device as bibench.remote reads it (engines and threads are the workflow's)."""
+    return {"name": name, **{k: v for k, v in device.items() if k not in ("engines", "threads")}}
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:

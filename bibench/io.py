@@ -27,7 +27,8 @@ PROVENANCE = [
     pa.field("cell_config_hash", pa.string()),
     pa.field("bibench_version", pa.string()),
     pa.field("torch_version", pa.string()),
-    pa.field("device", pa.string()),
+    pa.field("device", pa.string()),  # where the numbers were computed: cpu, cuda:0, ...
+    pa.field("precision", pa.string()),  # arithmetic of that computation: fp32, binary, ...
     pa.field("threads", pa.int64()),
 ]
 
@@ -58,24 +59,35 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
         + PROVENANCE
     ),
+    # One row per exported form: onnx (float graph for onnxruntime), qonnx (BipolarQuant),
+    # openvino_binary (FakeQuantize + +-1 weights, run as BinaryConvolution).
     "export": pa.schema(
         CELL_KEY
         + [
             pa.field("form", pa.string()),
+            pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
             pa.field("opset", pa.int64()),
-            pa.field("file_bytes", pa.int64()),
+            pa.field("file_bytes", pa.int64()),  # 0 when no file was written
+            pa.field("packed_bytes", pa.int64()),  # storage with 1-bit weights packed
             pa.field("checker_passed", pa.bool_()),
             pa.field("argmax_agreement", pa.float64()),
+            pa.field("within_logit_tolerance", pa.float64()),  # fraction of samples
             pa.field("max_abs_logit_diff", pa.float64()),
             pa.field("n_samples", pa.int64()),
+            pa.field("n_binarized_layers", pa.int64()),
+            pa.field("n_binary_conv", pa.int64()),  # BinaryConvolution layers executed
         ]
         + PROVENANCE
     ),
+    # One row per device x engine x thread count: the cell's model and the FP32 model of the
+    # same architecture timed in the same job (the speedup is a same-run ratio).
     "latency": pa.schema(
         CELL_KEY
         + [
             pa.field("device_name", pa.string()),
-            pa.field("engine", pa.string()),
+            pa.field("device_kind", pa.string()),  # local | ssh
+            pa.field("engine", pa.string()),  # onnxruntime | openvino_fp32 | openvino_binary
+            pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
             pa.field("cpu_model", pa.string()),
             pa.field("batch_size", pa.int64()),
             pa.field("warmup", pa.int64()),
@@ -83,9 +95,14 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("median_ms", pa.float64()),
             pa.field("p10_ms", pa.float64()),
             pa.field("p90_ms", pa.float64()),
-            pa.field("fp32_median_ms", pa.float64()),  # FP32 model timed in the same job
+            pa.field("fp32_median_ms", pa.float64()),
+            pa.field("fp32_p10_ms", pa.float64()),
+            pa.field("fp32_p90_ms", pa.float64()),
             pa.field("speedup_vs_fp32", pa.float64()),
+            pa.field("n_binary_conv", pa.int64()),  # BinaryConvolution layers executed
             pa.field("model_bytes", pa.int64()),
+            pa.field("fp32_bytes", pa.int64()),
+            pa.field("storage_saving", pa.float64()),  # fp32_bytes / model_bytes
         ]
         + PROVENANCE
     ),
@@ -158,10 +175,14 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("compression_ratio", pa.float64()),
         pa.field("speedup_ratio", pa.float64()),
         pa.field("onnx_argmax_agreement", pa.float64()),
+        # the binary engine's 1-thread row on the first device where the cell deploys, else
+        # onnxruntime's; every measurement is in results/latency.parquet
+        pa.field("latency_device", pa.string()),
         pa.field("latency_engine", pa.string()),
         pa.field("latency_threads", pa.int64()),
         pa.field("latency_median_ms", pa.float64()),
         pa.field("latency_speedup_vs_fp32", pa.float64()),
+        pa.field("storage_saving", pa.float64()),
         pa.field("config_hash", pa.string()),
     ]
     + PROVENANCE

@@ -71,12 +71,15 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         job(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def provenance(settings: Any, device: str, threads: int) -> dict[str, Any]:
+def provenance(settings: Any, device: str, threads: int, precision: str = "fp32"
+               ) -> dict[str, Any]:
+    """Where a row's numbers come from: settings hash, versions, device, precision, threads."""
     return {
         "cell_config_hash": config_hash(settings),
         "bibench_version": bibench.__version__,
         "torch_version": version("torch"),
         "device": device,
+        "precision": precision,
         "threads": threads,
     }
 
@@ -252,100 +255,151 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     write_table(rows, table, "eval")
 
 
+def _parity_row(form: str, parity: Any, settings: dict[str, Any], trained: bool, *,
+                logits: bool = True) -> dict:
+    """A form's parity numbers and status: below the configured agreement it failed.
+
+    Float forms must match PyTorch's logits too; the binary engine accumulates in its own order,
+    so a pre-sign value at the threshold may flip and move a sample's logits: for it the argmax
+    decides (issue #6).
+    """
+    status = "ok"
+    agreement = (min(parity.argmax_agreement, parity.within_tolerance) if logits
+                 else parity.argmax_agreement)
+    if trained and agreement < settings["min_argmax_agreement"]:
+        status = (f"failed: {form} disagrees with PyTorch: argmax agreement "
+                  f"{parity.argmax_agreement:.4f}, within logit tolerance "
+                  f"{parity.within_tolerance:.4f} < {settings['min_argmax_agreement']}")
+    return {"form": form, "status": status, "argmax_agreement": parity.argmax_agreement,
+            "within_logit_tolerance": parity.within_tolerance,
+            "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
+
+
 def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
-           settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, table: str
-           ) -> None:
-    """Export to ONNX and check it against PyTorch on the test set; fail below threshold."""
+           settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, qonnx: str,
+           openvino: str, table: str, complexity: str) -> None:
+    """Every deployment form of the cell, each checked against PyTorch on the test set, and
+    the per-layer complexity of the same model.
+
+    A form that disagrees with PyTorch or does not deploy is a row with its reason, not a job
+    failure: the rest of the grid and the report go on, and the report names it.
+    """
     import torch
 
     from bibench.checkpoint import load_checkpoint
-    from bibench.export import check_parity, export_onnx
+    from bibench.evaluate import predict
+    from bibench.export import export_onnx, logit_parity, ort_predict
+    from bibench.export_openvino import export_openvino_binary, openvino_predict
+    from bibench.export_qonnx import export_qonnx, qonnx_predict
+    from bibench.latency import ort_session
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
     trained = meta.get("train_status", "ok") == "ok"
-    x = data.x_test[: settings["max_samples"]]
-    export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
-    parity = check_parity(net, onnx, x)
-    log.info("onnxruntime vs torch on %d samples: argmax agreement %.4f, max |logit diff| %.3g",
-             parity.n_samples, parity.argmax_agreement, parity.max_abs_logit_diff)
-    prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads)
-    row = {**_cell(task, arch, algorithm, seed), "form": "onnx", "opset": settings["opset"],
-           "file_bytes": Path(onnx).stat().st_size, "checker_passed": True,
-           "argmax_agreement": parity.argmax_agreement,
-           "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples,
-           **prov}
-    if not trained:  # parity of a diverged model means nothing; the row keeps the numbers
+    if not trained:  # parity of a diverged model means nothing; the rows keep the numbers
         log.warning("training status %r: parity not enforced", meta["train_status"])
-    elif parity.argmax_agreement < settings["min_argmax_agreement"]:
-        Path(onnx).unlink(missing_ok=True)
-        raise RuntimeError(
-            f"ONNX export of {task}/{arch}/{algorithm}/seed{seed} disagrees with PyTorch: "
-            f"argmax agreement {parity.argmax_agreement:.4f} < "
-            f"{settings['min_argmax_agreement']} (max |logit diff| "
-            f"{parity.max_abs_logit_diff:.3g})"
-        )
-    write_table([row], table, "export")
+    x = data.x_test[: settings["max_samples"]]
+    ref = predict(net, x).numpy()
+    atol = settings["logit_atol"]
+    prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads)
+    base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
+            "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
+    rows = []
+
+    export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
+    parity = logit_parity(ref, ort_predict(ort_session(onnx), x), atol)
+    size = Path(onnx).stat().st_size
+    rows.append({**base, **_parity_row("onnx", parity, settings, trained), "file_bytes": size,
+                 "packed_bytes": size})
+
+    export_qonnx(net, x[:1], qonnx)
+    n = settings["qonnx_samples"]
+    parity = logit_parity(ref[:n], qonnx_predict(qonnx, x[:n].numpy()), atol)
+    rows.append({**base, **_parity_row("qonnx", parity, settings, trained),
+                 "file_bytes": Path(qonnx).stat().st_size, "packed_bytes": 0})
+
+    Path(openvino).mkdir(parents=True, exist_ok=True)
+    if algorithm == FP32:
+        (Path(openvino) / "FULL_PRECISION.txt").write_text(
+            "full-precision model: engines time model.onnx\n")
+    else:
+        form = export_openvino_binary(net, x[:1], openvino, algorithm)
+        row = {**base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
+               "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
+               "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
+               "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
+               "n_samples": 0, "status": "not deployable: " + form.reason}
+        if form.deployable:  # the IR is the file the latency job times
+            got = openvino_predict(Path(openvino) / "model.xml", x.numpy(), threads=threads)
+            row.update(_parity_row("openvino_binary", logit_parity(ref, got, atol), settings,
+                                   trained, logits=False))
+        rows.append(row)
+    for r in rows:
+        log.info("%s: %s (argmax agreement %.4f, max |logit diff| %.3g, %d bytes)", r["form"],
+                 r["status"], r["argmax_agreement"], r["max_abs_logit_diff"], r["file_bytes"])
+    write_table(rows, table, "export")
+    _complexity(net, x[:1], task=task, arch=arch, algorithm=algorithm, seed=seed,
+                dataset=dataset, table=complexity)
 
 
-def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[str, Any],
-            threads: int, onnx: str, fp32_onnx: str, table: str) -> None:
-    """Time the cell's ONNX model and the FP32 one in the same job (same-run speedup)."""
-    from bibench.latency import cpu_model, example_input, time_onnxruntime
-
-    example = example_input(onnx, settings["batch_size"])
-    paths = [onnx] if algorithm == FP32 else [onnx, fp32_onnx]
-    timings = time_onnxruntime(paths, example, threads=threads, warmup=settings["warmup"],
-                               repeats=settings["repeats"])
-    own, fp32 = timings[0], timings[-1]
-    log.info("%s: median %.3f ms (p10 %.3f, p90 %.3f); fp32 %.3f ms; %d threads", algorithm,
-             own.median_ms, own.p10_ms, own.p90_ms, fp32.median_ms, threads)
-    row = {**_cell(task, arch, algorithm, seed), "device_name": "local-cpu",
-           "engine": settings["engine"], "cpu_model": cpu_model(),
-           "batch_size": settings["batch_size"], "warmup": settings["warmup"],
-           "repeats": own.repeats, "median_ms": own.median_ms, "p10_ms": own.p10_ms,
-           "p90_ms": own.p90_ms, "fp32_median_ms": fp32.median_ms,
-           "speedup_vs_fp32": fp32.median_ms / own.median_ms,
-           "model_bytes": Path(onnx).stat().st_size,
-           **provenance({"settings": settings}, "cpu", threads)}
-    write_table([row], table, "latency")
-
-
-def complexity(*, task: str, arch: str, algorithm: str, dataset: dict[str, Any], table: str
-               ) -> None:
-    """Per-layer parameters and FLOPs of the cell's architecture binarized by `algorithm`."""
-    from bibench.checkpoint import build_cell_model
+def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int,
+                dataset: dict[str, Any], table: str) -> None:
+    """Per-layer parameters and FLOPs, binary vs full precision (paper Eq. 7)."""
     from bibench.complexity import layer_costs, totals
 
-    data = _load_task(dataset)
-    net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes)
-    costs = layer_costs(net, data.x_test[:1])
+    costs = layer_costs(net, example)
     total = totals(costs)
-    cell = {**_cell(task, arch, algorithm, 0)}
+    cell = _cell(task, arch, algorithm, seed)
     prov = provenance({"dataset": dataset}, "cpu", 1)
     rows = [{**cell, **c.__dict__, **prov} for c in costs]
     rows.append({**cell, "layer": "", "layer_type": "total", "binary": False,
                  **total.as_dict(), **prov})
-    log.info("%s/%s/%s: %s", task, arch, algorithm, total)
+    log.info("complexity %s/%s/%s: %s", task, arch, algorithm, total)
     write_table(rows, table, "complexity")
+
+
+def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[str, Any],
+            threads: int, onnx: str, openvino: str, export_table: str, fp32_onnx: str,
+            table: str) -> None:
+    """Time the cell and the FP32 model of its architecture in the same job, on every
+    configured device x engine x thread count (same-run speedups)."""
+    from bibench.devices import measure_cell
+    from bibench.io import read_table
+
+    exports = read_table(export_table, "export").set_index("form")
+    rows = measure_cell(
+        algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
+        exports=exports, settings=settings, max_threads=threads)
+    prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1).items()
+            if k not in ("threads", "precision", "device")}
+    out = [{**_cell(task, arch, algorithm, seed), **r, **prov} for r in rows]
+    for r in out:
+        log.info("%s %s %d threads: %s; %.3f ms vs fp32 %.3f ms (x%.2f)", r["device_name"],
+                 r["engine"], r["threads"], r["status"], r["median_ms"], r["fp32_median_ms"],
+                 r["speedup_vs_fp32"])
+    write_table(out, table, "latency")
 
 
 def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
               eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
               complexity_tables: list[str], sensitivity_tables: list[str], metrics: str,
-              tracks: str) -> None:
-    """Join every cell's tables into results/metrics.parquet (one row per cell x condition)
-    and compute the tracks' metrics into results/tracks.parquet."""
-    from bibench.aggregate import build_metrics, sensitivity_table
+              tracks: str, hardware: str) -> None:
+    """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
+    every latency measurement into results/latency.parquet, and compute the tracks' metrics
+    into results/tracks.parquet."""
+    from bibench.aggregate import build_metrics, latency_table, sensitivity_table
     from bibench.tracks import compute_tracks
 
     start = time.perf_counter()
+    lat = latency_table(latency_tables)
     frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
-                          eval_tables=eval_tables, export_tables=export_tables,
-                          latency_tables=latency_tables, complexity_tables=complexity_tables)
+                          eval_tables=eval_tables, export_tables=export_tables, latency=lat,
+                          complexity_tables=complexity_tables)
     write_table(frame, metrics, "metrics")
-    write_table(compute_tracks(frame, sensitivity_table(sensitivity_tables)), tracks, "tracks")
+    write_table(lat, hardware, "latency")
+    write_table(compute_tracks(frame, sensitivity_table(sensitivity_tables), lat), tracks,
+                "tracks")
     log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
              time.perf_counter() - start)
 
@@ -365,9 +419,10 @@ def download_dataset(*, name: str, manifest: str) -> None:
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
-def report(*, metrics: str, tracks: str, sensitivity_tables: list[str], html: str) -> None:
-    """Render results/report.html from the metrics, tracks and sensitivity tables."""
+def report(*, metrics: str, tracks: str, hardware: str, sensitivity_tables: list[str],
+           html: str) -> None:
+    """Render results/report.html from the metrics, tracks, latency and sensitivity tables."""
     from bibench.aggregate import sensitivity_table
     from bibench.report import render_report
 
-    render_report(metrics, tracks, sensitivity_table(sensitivity_tables), html)
+    render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html)

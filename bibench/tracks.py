@@ -14,10 +14,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from bibench.catalog import FP32
+from bibench.catalog import BINARY_ENGINES, FP32
 from bibench.metrics import (
     om_arch,
     om_comp,
+    om_infer,
     om_robust,
     om_task,
     quadratic_mean,
@@ -162,16 +163,50 @@ def _efficiency(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: 
         _row(algo, "theoretical_complexity", "OM_comp",
              om_comp(list(r_c), list(r_s)) if len(r_c) and len(r_s) else float("nan"),
              inputs=inputs, excluded=excluded),
-        _row(algo, "hardware_inference", "OM_infer", float("nan"), inputs=[], excluded=[],
-             status="not measured",
-             note="needs a binary inference engine (onnxruntime has no 1-bit kernels)"),
     ]
     return out
 
 
-def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = None
-                   ) -> pd.DataFrame:
+def _measurement_names(frame: pd.DataFrame) -> list[str]:
+    return [f"{r.task}/{r.arch}/{r.algorithm}/{r.seed} on {r.device_name}/{r.engine}/"
+            f"{r.threads}t" for r in frame.itertuples(index=False)]
+
+
+def _inference(algo: str, latency: pd.DataFrame) -> list[dict]:
+    """Eq. 9 over every binary-engine measurement (devices x thread counts) of the algorithm;
+    float engines (onnxruntime, OpenVINO FP32) run no 1-bit kernels and do not count."""
+    binary = latency[(latency["algorithm"] == algo) & latency["engine"].isin(BINARY_ENGINES)]
+    ok = binary[binary["status"] == "ok"]
+    inputs, excluded = _measurement_names(ok), _measurement_names(binary[binary["status"] != "ok"])
+    if ok.empty:
+        reasons = sorted(set(binary["status"]))
+        if not reasons:
+            status, note = "not measured", "no binary engine (openvino_binary) in the config"
+        elif all(r.startswith("not deployable") for r in reasons):
+            status, note = "not deployable", "; ".join(reasons)
+        else:
+            status, note = "failed", "; ".join(reasons)
+        return [_row(algo, "hardware_inference", m, float("nan"), inputs=[],
+                     excluded=excluded, status=status, note=note)
+                for m in ("speedup", "storage_saving", "OM_infer")]
+    speedups, savings = list(ok["speedup_vs_fp32"]), list(ok["storage_saving"])
+    return [
+        _row(algo, "hardware_inference", "speedup", sum(speedups) / len(speedups),
+             inputs=inputs, excluded=excluded, note="FP32 / binary latency, same run"),
+        _row(algo, "hardware_inference", "storage_saving", sum(savings) / len(savings),
+             inputs=inputs, excluded=excluded, note="FP32 bytes / packed binary bytes"),
+        _row(algo, "hardware_inference", "OM_infer", om_infer(speedups, savings),
+             inputs=inputs, excluded=excluded),
+    ]
+
+
+def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = None,
+                   latency: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every track's per-algorithm measurements and overall metric."""
+    if latency is None:
+        latency = pd.DataFrame(columns=["task", "arch", "algorithm", "seed", "device_name",
+                                        "engine", "threads", "status", "speedup_vs_fp32",
+                                        "storage_saving"])
     grid = sensitivity if sensitivity is not None else pd.DataFrame(
         columns=["task", "arch", "algorithm", "seed", "setting", "value", "train_status"])
     usable, left_out = _usable(metrics)
@@ -183,6 +218,7 @@ def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = Non
         rows += _accuracy_tracks(algo, mine, excluded)
         rows += _robustness(algo, mine, fp_rows, excluded)
         rows += _efficiency(algo, mine, fp_rows, excluded, grid)
+        rows += _inference(algo, latency)
     return pd.DataFrame(rows, columns=["algorithm", "track", "metric", "value", "status",
                                        "inputs", "excluded", "note"])
 

@@ -24,7 +24,8 @@ def test_shipped_configs_are_valid(path):
 def test_defaults_are_filled_in():
     config = check_config(_tiny())
     assert config["tasks"]["mnist"]["pretrain"]["scheduler"] == "cosine"
-    assert config["latency"]["threads"] == 1
+    assert config["latency"]["threads"] == [1]
+    assert config["latency"]["devices"]["local-cpu"]["kind"] == "local"
     assert config["export"]["opset"] == 18
 
 
@@ -70,3 +71,28 @@ def test_catalog_does_not_import_torch():
             "bibench.catalog.known_algorithms(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_latency_devices_are_checked_before_any_job():
+    config = _tiny()
+    config["latency"]["devices"] = {
+        "board": {"kind": "ssh", "engines": ["openvino_binary"], "host": "pi@board",
+                  "command": "{python} -m bibench.latency_cli {model} --threads {thread}"},
+        "here": {"kind": "local", "engines": ["onnxruntime"], "host": "localhost"},
+        "nothing": {"kind": "local", "engines": ["tensorrt"]},
+    }
+    with pytest.raises(ConfigError) as err:
+        check_config(config)
+    text = str(err.value)
+    assert "latency.devices.here" in text and "host" in text
+    assert "latency.devices.nothing.engines.0" in text
+    config["latency"]["devices"] = {"board": config["latency"]["devices"]["board"]}
+    with pytest.raises(ConfigError, match=r"latency\.devices\.board: .*thread"):
+        check_config(config)
+
+
+def test_too_few_timed_runs_are_refused():
+    config = _tiny()
+    config["latency"]["repeats"] = 10
+    with pytest.raises(ConfigError, match=r"latency\.repeats"):
+        check_config(config)

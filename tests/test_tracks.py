@@ -97,3 +97,35 @@ def test_sensitivity_and_om_train_from_the_grid():
     assert _value(tracks, "bnn", "OM_train")["value"] == pytest.approx(
         math.sqrt((time_ratio**2 + 50.0**2) / 2))
     assert _value(tracks, "fda", "sensitivity")["status"] == "not measured"
+
+
+def _latency_row(algorithm, engine, threads, speedup, saving, status="ok"):
+    return {"task": "img", "arch": "resnet20", "algorithm": algorithm, "seed": 0,
+            "device_name": "local-cpu", "engine": engine, "threads": threads, "status": status,
+            "speedup_vs_fp32": speedup, "storage_saving": saving}
+
+
+def test_om_infer_follows_eq_9_over_binary_engine_rows_only():
+    latency = pd.DataFrame([
+        _latency_row("bnn", "openvino_binary", 1, 12.0, 20.0),
+        _latency_row("bnn", "openvino_binary", 2, 8.0, 20.0),
+        _latency_row("bnn", "onnxruntime", 1, 0.5, 1.0),  # float kernels: not counted
+        _latency_row("fda", "openvino_binary", 1, float("nan"), float("nan"),
+                     status="not deployable: spatial scale"),
+    ])
+    tracks = compute_tracks(_metrics(), latency=latency)
+    om = _value(tracks, "bnn", "OM_infer")
+    assert om["status"] == "ok"
+    assert om["value"] == pytest.approx(math.sqrt((10.0 ** 2 + 20.0 ** 2) / 2))
+    assert _value(tracks, "bnn", "speedup")["value"] == pytest.approx(10.0)
+    assert len(json.loads(om["inputs"])) == 2
+    fda = _value(tracks, "fda", "OM_infer")
+    assert fda["status"] == "not deployable" and math.isnan(fda["value"])
+    assert "spatial scale" in fda["note"]
+
+
+def test_om_infer_without_a_binary_engine_is_not_measured():
+    latency = pd.DataFrame([_latency_row("bnn", "onnxruntime", 1, 0.5, 1.0)])
+    tracks = compute_tracks(_metrics(), latency=latency)
+    row = _value(tracks, "bnn", "OM_infer")
+    assert row["status"] == "not measured" and "no binary engine" in row["note"]

@@ -50,19 +50,24 @@ def test_chain_produces_every_cell_and_report(tiny_run):
     assert (binarized["compression_ratio"] > 5).all() and (binarized["speedup_ratio"] > 5).all()
     assert (metrics["onnx_argmax_agreement"] >= TINY["export"]["min_argmax_agreement"]).all()
     assert (metrics["latency_median_ms"] > 0).all()
+    # deployable binarized cells report the binary engine, with its storage saving
+    assert set(binarized["latency_engine"]) == {"openvino_binary"}
+    assert (binarized["latency_speedup_vs_fp32"] > 1).all()
+    assert (binarized["storage_saving"] > 5).all()
     html = (results / "report.html").read_text()
     assert "Embedded offline data" in html and "data:image/png;base64," in html
     assert "bnn" in html and "CIFAR-10" in html
     assert "paper Table 2" in html and "paper Table 3" in html
     assert "Sensitivity to training settings" in html  # the figure of the grid
+    assert "Hardware inference" in html
+    assert "Deployability on the binary engine" in html
 
 
 def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
     tracks = read_table(tiny_run.root / "results" / "tracks.parquet", "tracks")
     bnn = tracks[tracks["algorithm"] == "bnn"].set_index("metric")
     assert {"OM_task", "OM_arch", "OM_robust", "OM_train", "OM_comp", "OM_infer"} <= set(bnn.index)
-    assert bnn.loc["OM_infer", "status"] == "not measured"  # never a zero
-    for metric in ("OM_task", "OM_comp"):
+    for metric in ("OM_task", "OM_comp", "OM_infer"):
         assert bnn.loc[metric, "status"] == "ok" and bnn.loc[metric, "value"] > 0, metric
     # the grid feeds the training track; a tiny run may leave a zero spread, which must then
     # be named as the reason rather than reported as a number
@@ -77,13 +82,13 @@ def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
 
 def test_every_table_has_its_schema(tiny_run):
     results = tiny_run.root / "results"
-    for name in ["train", "eval", "export", "latency"]:
+    for name in ["train", "eval", "export", "latency", "complexity"]:
         paths = list(results.rglob(f"{name}.parquet"))
         assert paths, name
         for p in paths:
             read_table(p, name)  # raises on a schema mismatch
-    for p in (results / "complexity").rglob("*.parquet"):
-        read_table(p, "complexity")
+    read_table(results / "metrics.parquet", "metrics")
+    read_table(results / "tracks.parquet", "tracks")
     assert set(SCHEMAS) >= {"train", "eval", "export", "latency", "complexity", "metrics"}
 
 
@@ -95,11 +100,34 @@ def test_training_logs_per_epoch_progress(tiny_run):
     assert (bench / "seed0.tsv").exists()
 
 
-def test_onnx_files_run_in_onnxruntime(tiny_run):
-    export = pd.concat(read_table(p, "export")
-                       for p in (tiny_run.root / "results").rglob("export.parquet"))
+def test_every_form_is_exported_and_agrees_with_pytorch(tiny_run):
+    results = tiny_run.root / "results"
+    export = pd.concat(read_table(p, "export") for p in results.rglob("export.parquet"))
     assert export["checker_passed"].all()
+    assert (export["status"] == "ok").all(), export[export["status"] != "ok"]
     assert (export["argmax_agreement"] >= 0.9).all()
+    n_cells = len(TINY["tasks"]) * len(TINY["algorithms"]) * len(TINY["seeds"])
+    forms = export.groupby("form").size().to_dict()
+    n_binary = n_cells - len(TINY["tasks"]) * len(TINY["seeds"])
+    assert forms == {"onnx": n_cells, "qonnx": n_cells, "openvino_binary": n_binary}
+    binary = export[export["form"] == "openvino_binary"]
+    assert (binary["n_binary_conv"] == binary["n_binarized_layers"]).all()
+    assert (binary["packed_bytes"] * 5 < export[export["form"] == "onnx"]["file_bytes"].max()
+            ).all()
+
+
+def test_latency_rows_cover_every_engine_and_the_binary_one_executes(tiny_run):
+    results = tiny_run.root / "results"
+    latency = read_table(results / "latency.parquet", "latency")
+    bnn = latency[latency["algorithm"] == "bnn"]
+    assert set(bnn["engine"]) == {"onnxruntime", "openvino_fp32", "openvino_binary"}
+    assert (latency["status"] == "ok").all(), latency[latency["status"] != "ok"]
+    assert (latency["repeats"] >= 50).all()
+    assert (latency["p10_ms"] <= latency["median_ms"]).all()
+    assert (latency["median_ms"] <= latency["p90_ms"]).all()
+    binary = bnn[bnn["engine"] == "openvino_binary"]
+    assert (binary["n_binary_conv"] > 0).all() and (binary["precision"] == "binary").all()
+    assert latency["cpu_model"].str.len().gt(0).all()
 
 
 # --------------------------------------------------------------------------- rerun semantics
@@ -132,7 +160,7 @@ def test_adding_an_algorithm_plans_only_its_cells(tiny_run):
     n_runs = len(grid["tasks"]) * len(grid["settings"]) * len(grid["seeds"])
     assert jobs == {
         "binarize_finetune": n_cells, "evaluate": n_cells, "export_onnx": n_cells,
-        "latency": n_cells, "complexity": len(TINY["tasks"]), "sensitivity": n_runs,
+        "latency": n_cells, "sensitivity": n_runs,
         "aggregate": 1, "report": 1,
         "all": 1,  # the default target rule, which computes nothing
     }
@@ -149,7 +177,7 @@ def test_editing_an_algorithm_file_makes_only_its_cells_stale(tiny_run):
     finally:
         source.write_text(text)
         os.utime(source, (before.st_atime, before.st_mtime))
-    cell_outputs = [o for o in outputs if "results/cells/" in o or "results/complexity/" in o]
+    cell_outputs = [o for o in outputs if "results/cells/" in o]
     assert cell_outputs
     assert all("/bnn" in o for o in cell_outputs), cell_outputs
     assert not any("results/pretrain/" in o for o in outputs)

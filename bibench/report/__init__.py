@@ -41,6 +41,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         speedup=("speedup_ratio", "first"), onnx_agreement=("onnx_argmax_agreement", "mean"),
         latency_ms=("latency_median_ms", "mean"), latency_speedup=("latency_speedup_vs_fp32",
                                                                    "mean"),
+        latency_engine=("latency_engine", "first"), storage=("storage_saving", "mean"),
         seeds=("seed", "nunique"),
     )
     if not corrupted.empty:
@@ -132,13 +133,16 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
     return figures
 
 
-def render_report(metrics_path: str | Path, tracks_path: str | Path, sensitivity: pd.DataFrame,
+def render_report(metrics_path: str | Path, tracks_path: str | Path,
+                  latency_path: str | Path, sensitivity: pd.DataFrame,
                   html_path: str | Path) -> None:
+    from bibench.report.hardware import deployability, latency_tables, speedup_figures
     from bibench.report.summary_tables import ACCURACY_TRACKS, EFFICIENCY_TRACKS
     from bibench.report.summary_tables import summary_table as track_table
 
     metrics = read_table(metrics_path, "metrics")
     tracks = read_table(tracks_path, "tracks")
+    latency = read_table(latency_path, "latency")
     table = summary_table(metrics)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
@@ -154,6 +158,9 @@ def render_report(metrics_path: str | Path, tracks_path: str | Path, sensitivity
         accuracy_table=track_table(tracks, ACCURACY_TRACKS),
         efficiency_table=track_table(tracks, EFFICIENCY_TRACKS),
         sensitivity_figures=sensitivity_figure(sensitivity),
+        latency_tables=latency_tables(latency),
+        deployability=deployability(latency),
+        speedup_figures=speedup_figures(latency, _png),
         failed=table[table["status"] != "ok"].to_dict("records"),
     )
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(html))

@@ -21,9 +21,15 @@ SEEDS = CONFIG["seeds"]
 EXPORT = CONFIG["export"]
 LATENCY = CONFIG["latency"]
 DEVICE = CONFIG["device"]
-TRAIN_THREADS = 2
-
-COMPLEXITY = "results/complexity/{task}/{arch}/{algo}.parquet"
+# Machine settings: a profile's set-threads overrides these (profiles/slurm gives training
+# more). One thread per training job lets small models train side by side, which on a laptop
+# beats two threads per job.
+TRAIN_THREADS = 1
+# Latency takes every core of a local run so nothing shares the CPU with it; it times only
+# the thread counts up to what it got.
+LATENCY_THREADS = max(
+    [t for d in LATENCY["devices"].values() for t in d.get("threads") or LATENCY["threads"]]
+)
 
 
 def _alternatives(names):
@@ -137,7 +143,7 @@ def train_tables(wildcards=None):
 
 
 def complexity_tables(wildcards=None):
-    return sorted({COMPLEXITY.format(**c) for c in cells()})
+    return cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/complexity.parquet")
 
 
 SENSITIVITY = CONFIG["sensitivity"]

@@ -1,10 +1,15 @@
 rule export_onnx:
-    """ONNX export, checked by onnx.checker and by parity with PyTorch on the test set."""
+    """Every deployment form (ONNX, QONNX, OpenVINO binary), each checked against PyTorch on
+    the test set, and the per-layer complexity of the same model (paper Eq. 7)."""
     input:
         checkpoint=cell_checkpoint,
+        algorithm_source=algorithm_source,
     output:
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
+        qonnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.qonnx.onnx",
+        openvino=directory("results/cells/{task}/{arch}/{algo}/seed{seed}/openvino"),
         table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
+        complexity="results/cells/{task}/{arch}/{algo}/seed{seed}/complexity.parquet",
     params:
         task="{task}",
         arch="{arch}",
@@ -25,9 +30,13 @@ rule export_onnx:
 
 
 rule latency:
-    """Batch-1 latency on the local CPU, timed against the FP32 model in the same job."""
+    """Batch-1 latency on every configured device x engine x thread count, the FP32 model of
+    the same architecture timed in the same job. It takes every core so that nothing runs
+    beside it (latency_slot keeps it apart on executors that do not count cores)."""
     input:
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
+        openvino="results/cells/{task}/{arch}/{algo}/seed{seed}/openvino",
+        export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
         fp32_onnx=fp32_onnx,
     output:
         table="results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet",
@@ -41,7 +50,7 @@ rule latency:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
         "benchmarks/latency/{task}/{arch}/{algo}/seed{seed}.tsv"
-    threads: LATENCY["threads"]
+    threads: LATENCY_THREADS
     resources:
         mem_mb=2000,
         runtime=30,
@@ -50,27 +59,3 @@ rule latency:
         "../envs/bibench.yaml"
     script:
         "../scripts/latency.py"
-
-
-rule complexity:
-    """Per-layer parameters and FLOPs, binary vs full precision (paper Eq. 7)."""
-    input:
-        data=dataset_files,
-        algorithm_source=algorithm_source,
-    output:
-        table=COMPLEXITY,
-    params:
-        task="{task}",
-        arch="{arch}",
-        algorithm="{algo}",
-        dataset=dataset_params,
-    log:
-        "logs/complexity/{task}/{arch}/{algo}.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/bibench.yaml"
-    script:
-        "../scripts/complexity.py"

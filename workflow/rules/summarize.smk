@@ -10,6 +10,7 @@ rule aggregate:
     output:
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
+        hardware="results/latency.parquet",
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
@@ -30,6 +31,7 @@ rule report:
     input:
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
+        hardware="results/latency.parquet",
         sensitivity_tables=sensitivity_tables,
     output:
         html=report(

@@ -1,0 +1,83 @@
+"""The latency job's plan: devices x engines x thread counts, and rows for what cannot run."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from bibench.devices import available_cores, measure_cell, thread_counts
+from bibench.export import export_onnx
+
+SETTINGS = {"threads": [1, 2, 4, 8], "batch_size": 1, "warmup": 2, "repeats": 50,
+            "devices": {"here": {"kind": "local",
+                                 "engines": ["onnxruntime", "openvino_fp32", "openvino_binary"]}}}
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("onnx")
+    torch.manual_seed(0)
+    paths = {}
+    for name, width in (("cell", 8), ("fp32", 16)):
+        net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(width * 64, 10)).eval()
+        paths[name] = d / name / "model.onnx"
+        paths[name].parent.mkdir()
+        export_onnx(net, torch.randn(1, 3, 8, 8), paths[name])
+    return paths
+
+
+def _exports(binary_status: str | None) -> pd.DataFrame:
+    rows = [{"form": "onnx", "status": "ok", "packed_bytes": 0}]
+    if binary_status is not None:
+        rows.append({"form": "openvino_binary", "status": binary_status, "packed_bytes": 100})
+    return pd.DataFrame(rows).set_index("form")
+
+
+def test_local_thread_counts_stop_at_what_the_job_got():
+    device = SETTINGS["devices"]["here"]
+    assert thread_counts(device, SETTINGS, max_threads=1) == [1]
+    assert thread_counts(device, SETTINGS, max_threads=64) == [
+        t for t in (1, 2, 4, 8) if t <= available_cores()]
+    remote = {"kind": "ssh", "threads": [4, 1]}
+    assert thread_counts(remote, SETTINGS, max_threads=1) == [1, 4]  # not this machine's cores
+
+
+def test_fp32_cell_is_its_own_baseline(onnx_files):
+    rows = measure_cell(algorithm="fp32", onnx=onnx_files["fp32"], openvino_dir="unused",
+                        fp32_onnx=onnx_files["fp32"], exports=_exports(None),
+                        settings=SETTINGS, max_threads=1)
+    assert [(r["engine"], r["threads"]) for r in rows] == [("onnxruntime", 1),
+                                                          ("openvino_fp32", 1)]
+    for r in rows:
+        assert r["status"] == "ok" and r["repeats"] == 50 and r["speedup_vs_fp32"] == 1.0
+        assert r["precision"] == "fp32" and r["storage_saving"] == 1.0
+
+
+def test_a_form_that_does_not_deploy_is_a_row_with_its_reason(onnx_files):
+    reason = "not deployable: spatial scale factors (XNOR++ Gamma) have no engine operator"
+    rows = measure_cell(algorithm="xnorpp", onnx=onnx_files["cell"], openvino_dir="unused",
+                        fp32_onnx=onnx_files["fp32"], exports=_exports(reason),
+                        settings=SETTINGS, max_threads=1)
+    by_engine = {r["engine"]: r for r in rows}
+    assert set(by_engine) == {"onnxruntime", "openvino_fp32", "openvino_binary"}
+    binary = by_engine.pop("openvino_binary")
+    assert binary["status"] == reason and math.isnan(binary["median_ms"])
+    assert math.isnan(binary["speedup_vs_fp32"]) and binary["precision"] == "binary"
+    for r in by_engine.values():  # float engines still time the binarized graph
+        assert r["status"] == "ok" and r["median_ms"] > 0 and r["fp32_median_ms"] > 0
+
+
+def test_a_form_that_failed_its_parity_check_is_not_timed(onnx_files):
+    exports = _exports(None)
+    exports.loc["onnx", "status"] = "failed: onnx disagrees with PyTorch"
+    settings = {**SETTINGS, "devices": {"here": {"kind": "local", "engines": ["onnxruntime"]}}}
+    rows = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+                        fp32_onnx=onnx_files["fp32"], exports=exports, settings=settings,
+                        max_threads=1)
+    assert len(rows) == 1 and rows[0]["status"].startswith("failed: onnx disagrees")
+    assert math.isnan(rows[0]["median_ms"])
