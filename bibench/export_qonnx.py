@@ -352,6 +352,42 @@ def count_bipolar_quant(path: str | Path) -> int:
     return sum(n.op_type == "BipolarQuant" and n.domain == QONNX_DOMAIN for n in graph.node)
 
 
+def _fold_constant_and_identity_nodes(graph) -> None:
+    """Constant nodes become initializers and Identity nodes are bypassed, in place.
+
+    qonnx's executor runs a graph node by node, each standard node in an onnxruntime session of
+    its own; the exporter's Constant and Identity nodes are a third of a transformer's graph and
+    carry no computation (MiniLM: 891 -> 611 nodes, half the check's time)."""
+    import onnx
+
+    kept, alias = [], {}
+    for node in graph.node:
+        standard = node.domain in ("", "ai.onnx")
+        if standard and node.op_type == "Constant" and node.attribute[0].name == "value":
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(node.attribute[0].t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+        elif standard and node.op_type == "Identity":
+            alias[node.output[0]] = node.input[0]
+        else:
+            kept.append(node)
+
+    def source(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = source(name)
+    outputs = {o.name for o in graph.output}
+    kept += [onnx.helper.make_node("Identity", [source(name)], [name])
+             for name in alias if name in outputs]  # graph outputs keep their names
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
     """Run a QONNX file with qonnx's reference executor (custom ops in numpy, standard nodes
     one by one in onnxruntime): an engine independent of PyTorch and of our exporter."""
@@ -361,6 +397,7 @@ def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
 
     model = ModelWrapper(str(path))
     graph = model.graph
+    _fold_constant_and_identity_nodes(graph)
     inp, out = graph.input[0].name, graph.output[0].name
     model.set_tensor_shape(inp, list(x.shape))
     for vi in graph.output:  # the batch dim of the outputs follows from the input

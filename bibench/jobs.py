@@ -289,7 +289,12 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     from bibench.checkpoint import load_checkpoint
     from bibench.evaluate import predict
     from bibench.export import export_onnx, logit_parity, ort_predict
-    from bibench.export_openvino import export_openvino_binary, openvino_predict
+    from bibench.export_openvino import (
+        BinaryFallbackError,
+        BinaryForm,
+        export_openvino_binary,
+        openvino_predict,
+    )
     from bibench.export_qonnx import export_qonnx, qonnx_predict
     from bibench.latency import ort_session
 
@@ -324,12 +329,17 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
         (Path(openvino) / "FULL_PRECISION.txt").write_text(
             "full-precision model: engines time model.onnx\n")
     else:
-        form = export_openvino_binary(net, x[:1], openvino, algorithm)
+        try:
+            form = export_openvino_binary(net, x[:1], openvino, algorithm)
+        except BinaryFallbackError as err:  # the engine ran float where binary was written
+            log.error("%s", err)
+            form = BinaryForm(False, f"failed: {err}"[:500], 0, 0, 0, 0)
         row = {**base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
                "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
                "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
                "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
-               "n_samples": 0, "status": "not deployable: " + form.reason}
+               "n_samples": 0, "status": form.reason if form.reason.startswith("failed: ")
+               else "not deployable: " + form.reason}
         if form.deployable:  # the IR is the file the latency job times
             got = openvino_predict(Path(openvino) / "model.xml", x.numpy(), threads=threads)
             row.update(_parity_row("openvino_binary", logit_parity(ref, got, atol), settings,
