@@ -68,7 +68,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
             pa.field("opset", pa.int64()),
             pa.field("file_bytes", pa.int64()),  # 0 when no file was written
-            pa.field("packed_bytes", pa.int64()),  # storage with 1-bit weights packed
+            # storage as the engine keeps it: the IR's .bin with 1-bit weights for
+            # openvino_binary (computed when it does not deploy), the file itself otherwise
+            pa.field("packed_bytes", pa.int64()),
             pa.field("checker_passed", pa.bool_()),
             pa.field("argmax_agreement", pa.float64()),
             pa.field("within_logit_tolerance", pa.float64()),  # fraction of samples
