@@ -262,3 +262,15 @@ def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits
              checkpoint=str(tmp_path / "m.pt"), table=str(tmp_path / "eval.parquet"))
     rows = read_table(tmp_path / "eval.parquet", "eval")
     assert len(rows) == 2 and rows["value"].isna().all()
+
+
+def test_a_classifier_at_chance_level_is_not_held_to_parity():
+    import numpy as np
+
+    from bibench.jobs import _at_chance
+
+    labels = np.array([0] * 6 + [1] * 4)
+    always_zero = np.tile([1.0, 0.0], (10, 1))
+    assert _at_chance(always_zero, labels)  # 60% = the majority class
+    perfect = np.eye(2)[labels]
+    assert not _at_chance(perfect, labels)
