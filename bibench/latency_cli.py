@@ -2,8 +2,8 @@
 
 `bibench.remote` copies this module (with bibench/latency.py) to the board and runs it there, so
 it must stay light: no torch, and openvino is imported only when asked for. Several models given
-in one call are timed interleaved run by run, as the local latency job does, so their ratio is a
-same-run ratio.
+in one call are timed interleaved in blocks of 10 runs, as the local latency job does, so
+their ratio is a same-run ratio.
 
     python -m bibench.latency_cli MODEL [MODEL ...] --engine openvino --threads 1 --warmup 10 \
         --repeats 100 --batch-size 1 --json

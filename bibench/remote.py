@@ -47,7 +47,8 @@ class Parser:
 
     parse: Callable[[str], list[dict[str, float]]]
     default_command: str
-    # times several models in one run, interleaved run by run: the template may use {models}
+    # times several models in one run, interleaved in blocks of runs: the template may use
+    # {models}
     multi_model: bool = False
     # reports the one percentile asked for: with {percentile} the model is run for 50, 10 and 90
     percentile: bool = False
@@ -265,10 +266,10 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
 
     Models are copied into a per-run directory under the device's workdir (removed afterwards,
     also on failure). A parser that reads several models per run ({models}) times them
-    interleaved run by run; otherwise they run one after the other, alternating model by model
-    when several runs per model are needed ({percentile}). Raises RuntimeError naming the
-    device, the command and the tail of stderr when ssh or the command fails or the output
-    cannot be read."""
+    interleaved in blocks of 10 runs; otherwise they run one after the other, alternating
+    model by model when several runs per model are needed ({percentile}). Raises RuntimeError
+    naming the device, the command and the tail of stderr when ssh or the command fails or the
+    output cannot be read."""
     validate_device(spec)
     s = {**DEFAULTS, **spec}
     parser = PARSERS[s["parser"]]
@@ -311,7 +312,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
                          for i, n in enumerate(names)]
         if len(paths) > 1 and "models" not in fields:
             log.info("%s: parser %s times one model per run: the models run one after the other "
-                     "(not interleaved run by run)", s["name"], s["parser"])
+                     "(not interleaved in blocks of 10 runs)", s["name"], s["parser"])
         merged: list[dict[str, float]] = [{} for _ in paths]
         for indices, extra in runs:
             cmd = command.format(**values, **extra)

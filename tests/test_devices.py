@@ -81,3 +81,15 @@ def test_a_form_that_failed_its_parity_check_is_not_timed(onnx_files):
                         max_threads=1)
     assert len(rows) == 1 and rows[0]["status"].startswith("failed: onnx disagrees")
     assert math.isnan(rows[0]["median_ms"])
+
+
+def test_models_alternate_in_blocks_of_runs_each_after_an_untimed_one():
+    from bibench.latency import time_interleaved
+
+    calls: list[str] = []
+    timings = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")],
+                               warmup=2, repeats=25, block=10)
+    assert [t.repeats for t in timings] == [25, 25]
+    after_warmup = "".join(calls[4:])
+    # blocks of 10, 10 and 5 timed runs, each after one untimed run
+    assert after_warmup == ("a" * 11 + "b" * 11) * 2 + "a" * 6 + "b" * 6
