@@ -108,8 +108,10 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
             form = ENGINE_FORMS[engine]
             status = _form_status(exports, form)
             model = files[form]
-            stored = (int(exports.loc[form, "packed_bytes"]) if form in exports.index
-                      else 0) if form != "onnx" else onnx.stat().st_size
+            if form == "onnx":  # float weights: the file is the storage
+                stored = onnx.stat().st_size
+            else:  # the engine's own file, as the export job measured it
+                stored = int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
             paths = [model] if algorithm == FP32 else [model, fp32_onnx]
             for threads in thread_counts(device, settings, max_threads):
                 own = fp32 = Timing(_NAN, _NAN, _NAN, 0)

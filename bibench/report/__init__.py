@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import io
 from pathlib import Path
 
 import jinja2
@@ -13,19 +11,9 @@ import pandas as pd
 import bibench
 from bibench.catalog import FP32
 from bibench.io import atomic_write, read_table
+from bibench.report.common import algorithm_order, png, pyplot
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def _algorithm_order(algorithms) -> list[str]:
-    rest = sorted(a for a in set(algorithms) if a != FP32)
-    return ([FP32] if FP32 in set(algorithms) else []) + rest
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +37,7 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         table = table.merge(corr.rename(columns={"value": "corrupted"}), on=keys, how="left")
     else:
         table["corrupted"] = float("nan")
-    order = {a: i for i, a in enumerate(_algorithm_order(table["algorithm"]))}
+    order = {a: i for i, a in enumerate(algorithm_order(table["algorithm"]))}
     return table.sort_values(["task", "arch", "algorithm"], key=lambda s: s.map(order)
                              if s.name == "algorithm" else s).reset_index(drop=True)
 
@@ -59,7 +47,7 @@ def task_tables(summary: pd.DataFrame) -> list[dict]:
     algorithm, holding the clean task metric (x100) of the cell (mean over seeds)."""
     tables = []
     for task, group in summary.groupby("task", sort=True):
-        algorithms = _algorithm_order(group["algorithm"])
+        algorithms = algorithm_order(group["algorithm"])
         rows = []
         for arch, by_arch in group.groupby("arch", sort=True):
             values = dict(zip(by_arch["algorithm"], by_arch["clean"], strict=True))
@@ -76,18 +64,14 @@ def task_tables(summary: pd.DataFrame) -> list[dict]:
 
 def corruption_figure(metrics: pd.DataFrame) -> list[dict[str, str]]:
     """Accuracy against severity, one panel per (task, arch, corruption)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figures = []
     corrupted = metrics[metrics["condition"] != "clean"]
     for (task, arch, condition), group in corrupted.groupby(["task", "arch", "condition"]):
         clean = metrics[(metrics["condition"] == "clean") & (metrics["task"] == task)
                         & (metrics["arch"] == arch)]
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        for algo in _algorithm_order(group["algorithm"]):
+        for algo in algorithm_order(group["algorithm"]):
             g = pd.concat([clean[clean["algorithm"] == algo], group[group["algorithm"] == algo]])
             curve = g.groupby("severity")["value"].mean()
             ax.plot(curve.index, curve.values, marker="o", label=algo,
@@ -97,23 +81,18 @@ def corruption_figure(metrics: pd.DataFrame) -> list[dict[str, str]]:
         ax.set_title(f"{task} / {arch}: {condition}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
-        figures.append({"title": f"{task} / {arch}: accuracy under {condition}", "src": _png(fig)})
-        plt.close(fig)
+        figures.append({"title": f"{task} / {arch}: accuracy under {condition}", "src": png(fig)})
     return figures
 
 
 def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
     """Task metric per training setting and algorithm (paper Figure 2), mean and spread over
     seeds; one panel per (task, arch)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figures = []
     for (task, arch), group in grid.groupby(["task", "arch"]):
         settings = list(dict.fromkeys(group.sort_values("setting")["setting"]))
-        algorithms = _algorithm_order(group["algorithm"])
+        algorithms = algorithm_order(group["algorithm"])
         fig, ax = plt.subplots(figsize=(7, 3.8))
         width = 0.8 / max(1, len(algorithms))
         for i, algo in enumerate(algorithms):
@@ -128,8 +107,7 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
         figures.append({"title": f"{task} / {arch}: metric per training setting "
-                                 "(mean and std over seeds)", "src": _png(fig)})
-        plt.close(fig)
+                                 "(mean and std over seeds)", "src": png(fig)})
     return figures
 
 
@@ -160,7 +138,7 @@ def render_report(metrics_path: str | Path, tracks_path: str | Path,
         sensitivity_figures=sensitivity_figure(sensitivity),
         latency_tables=latency_tables(latency),
         deployability=deployability(latency),
-        speedup_figures=speedup_figures(latency, _png),
+        speedup_figures=speedup_figures(latency),
         failed=table[table["status"] != "ok"].to_dict("records"),
     )
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(html))

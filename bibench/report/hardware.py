@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.report.common import algorithm_order, png, pyplot
 
 # Paper Table 4: deployable on Larq / daBNN (ARM). Quoted, to compare with what we observe.
 PAPER_DEPLOYABLE = {"bnn": True, "xnor": False, "dorefa": True, "bireal": True,
@@ -16,18 +17,13 @@ ENGINE_TITLES = {"onnxruntime": "onnxruntime (float kernels)",
                  "openvino_binary": "OpenVINO binary (BinaryConvolution)"}
 
 
-def _order(algorithms) -> list[str]:
-    rest = sorted(a for a in set(algorithms) if a != FP32)
-    return [FP32] + rest
-
-
 def latency_tables(latency: pd.DataFrame) -> list[dict]:
     """Per device: rows (threads, task/arch), per engine FP32 ms then one column per algorithm
     (median over seeds), or the reason a cell was not timed."""
     tables = []
     for device, dev_rows in latency.groupby("device_name", sort=True):
         engines = [e for e in ENGINE_TITLES if e in set(dev_rows["engine"])]
-        algorithms = [a for a in _order(dev_rows["algorithm"]) if a != FP32]
+        algorithms = [a for a in algorithm_order(dev_rows["algorithm"]) if a != FP32]
         header = [{"engine": ENGINE_TITLES[e], "algorithms": [FP32] + algorithms}
                   for e in engines]
         rows = []
@@ -59,7 +55,7 @@ def deployability(latency: pd.DataFrame) -> list[dict]:
     """Per algorithm: what the binary engine did with it, next to the paper's Table 4."""
     binary = latency[latency["engine"].isin(BINARY_ENGINES)]
     out = []
-    for algo in _order(binary["algorithm"]):
+    for algo in algorithm_order(binary["algorithm"]):
         if algo == FP32:
             continue
         runs = binary[binary["algorithm"] == algo]
@@ -75,13 +71,9 @@ def deployability(latency: pd.DataFrame) -> list[dict]:
     return out
 
 
-def speedup_figures(latency: pd.DataFrame, png) -> list[dict[str, str]]:
+def speedup_figures(latency: pd.DataFrame) -> list[dict[str, str]]:
     """Speedup over FP32 against thread count, per device and engine (mean over cells)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figures = []
     ok = latency[(latency["status"] == "ok") & (latency["algorithm"] != FP32)]
     for device, part in ok.groupby("device_name", sort=True):
@@ -90,7 +82,7 @@ def speedup_figures(latency: pd.DataFrame, png) -> list[dict[str, str]]:
                                  squeeze=False)
         for ax, engine in zip(axes[0], engines, strict=True):
             mine = part[part["engine"] == engine]
-            for algo in _order(mine["algorithm"])[1:]:
+            for algo in algorithm_order(mine["algorithm"]):
                 curve = mine[mine["algorithm"] == algo].groupby("threads")[
                     "speedup_vs_fp32"].mean()
                 ax.plot(curve.index, curve.values, marker="o", label=algo)
@@ -103,5 +95,4 @@ def speedup_figures(latency: pd.DataFrame, png) -> list[dict[str, str]]:
             ax.legend(fontsize=7, ncol=2)
         figures.append({"title": f"{device}: same-run speedup over FP32 per thread count "
                                  "(mean over cells)", "src": png(fig)})
-        plt.close(fig)
     return figures
