@@ -6,7 +6,8 @@ statistics come from a few train-mode forward passes on random images (latency d
 on the weights' values, only parity does). Then for each algorithm: the binary form
 (bibench.export_openvino: FakeQuantize + BinaryConvolution IR) is timed against the plain ONNX
 export of the FP32 model, both compiled by OpenVINO's CPU plugin with the f32 precision hint,
-batch 1, interleaved run by run; medians of `--repeats` timed runs after `--warmup` runs.
+batch 1, all in one window: the FP32 model and the binary forms alternate in blocks of runs
+(bibench.latency.time_interleaved); medians of `--repeats` timed runs after `--warmup` runs.
 
     python bench/latency.py [--threads 1] [--warmup 20] [--repeats 200] [--json]
 """
@@ -48,25 +49,29 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path) -> dict[str, dic
     fp_path = workdir / "fp32.onnx"
     export_onnx(fp, example, fp_path)
     results: dict[str, dict] = {}
+    forms = {}
     for algo in available():
         model = calibrate_bn(build_cell_model(ARCH, algo, SHAPE, CLASSES, fp_model=fp))
         form = export_openvino_binary(model, example, workdir / algo, algo)
-        if not form.deployable:
+        if form.deployable:
+            forms[algo] = form
+        else:
             results[algo] = {"deployable": False, "reason": form.reason}
             print(f"{algo}: not deployable", file=sys.stderr)
-            continue
-        fp32, binary = time_openvino([fp_path, workdir / algo / IR_FILE], example.numpy(),
-                                     threads=threads, warmup=warmup, repeats=repeats)
+    # one window: the FP32 model and every binary form alternate in blocks, so all speedups
+    # share one FP32 timing and the same machine state
+    fp32, *binaries = time_openvino(
+        [fp_path] + [workdir / algo / IR_FILE for algo in forms], example.numpy(),
+        threads=threads, warmup=warmup, repeats=repeats,
+    )
+    for (algo, form), binary in zip(forms.items(), binaries, strict=True):
         results[algo] = {
             "engine": "openvino-cpu", "threads": threads,
             "fp32_ms": round(fp32.median_ms, 4), "binary_ms": round(binary.median_ms, 4),
             "speedup": round(fp32.median_ms / binary.median_ms, 2),
             "n_binary_conv": form.n_binary_conv,
         }
-        print(f"{algo}: FP32 {fp32.median_ms:.3f} ms, binary {binary.median_ms:.3f} ms, "
-              f"{fp32.median_ms / binary.median_ms:.1f}x ({form.n_binary_conv} BinaryConvolution)",
-              file=sys.stderr)
-    return results
+    return dict(sorted(results.items()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,19 +82,22 @@ def example_input(path: str | Path, batch_size: int, seed: int = 0) -> np.ndarra
     return rng.random(shape, dtype=np.float64).astype(dtype)
 
 
-# Timed runs alternate between the models in blocks of this many runs. Run-by-run alternation
-# would let a large FP32 model flush the caches before every run of the small binary one (-20%
-# for binary ResNet-18 here); blocks keep each model warm, as when it is deployed alone, while
-# machine noise still falls on every model alike across the whole window.
-BLOCK = 10
+# Timed runs alternate between the models in blocks of BLOCK runs, each block after SETTLE
+# untimed runs. Run-by-run alternation would let a large FP32 model flush the caches before
+# every run of the small binary one (-20% for binary ResNet-18 here). After 3 FP32 runs the
+# binary ResNet-18 IR took 1.62, 1.38, 1.22, then 1.18 ms steadily: three untimed runs refill
+# its caches. Blocks keep each model warm, as when it is deployed alone, while machine noise
+# still falls on every model alike across the whole window.
+BLOCK = 20
+SETTLE = 3
 
 
 def time_interleaved(runs: list[Callable[[], Any]], *, warmup: int, repeats: int,
-                     block: int = BLOCK) -> list[Timing]:
+                     block: int = BLOCK, settle: int = SETTLE) -> list[Timing]:
     """Time each callable `repeats` times, alternating between them in blocks of `block`
-    timed runs, each block preceded by one untimed run (the model's caches refilled)."""
-    if repeats < 1:
-        raise ValueError("repeats must be at least 1")
+    timed runs, each block preceded by `settle` untimed runs (the model's caches refilled)."""
+    if repeats < 1 or block < 1 or settle < 0:
+        raise ValueError("repeats and block must be at least 1, settle at least 0")
     for run in runs:
         for _ in range(warmup):
             run()
@@ -102,7 +105,8 @@ def time_interleaved(runs: list[Callable[[], Any]], *, warmup: int, repeats: int
     while len(samples[0]) < repeats:
         n = min(block, repeats - len(samples[0]))
         for run, times in zip(runs, samples, strict=True):
-            run()
+            for _ in range(settle):
+                run()
             for _ in range(n):
                 start = time.perf_counter_ns()
                 run()

@@ -83,13 +83,15 @@ def test_a_form_that_failed_its_parity_check_is_not_timed(onnx_files):
     assert math.isnan(rows[0]["median_ms"])
 
 
-def test_models_alternate_in_blocks_of_runs_each_after_an_untimed_one():
+def test_models_alternate_in_blocks_of_runs_each_after_untimed_ones():
     from bibench.latency import time_interleaved
 
     calls: list[str] = []
     timings = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")],
-                               warmup=2, repeats=25, block=10)
+                               warmup=2, repeats=25, block=10, settle=3)
     assert [t.repeats for t in timings] == [25, 25]
     after_warmup = "".join(calls[4:])
-    # blocks of 10, 10 and 5 timed runs, each after one untimed run
-    assert after_warmup == ("a" * 11 + "b" * 11) * 2 + "a" * 6 + "b" * 6
+    # blocks of 10, 10 and 5 timed runs, each after three untimed runs
+    assert after_warmup == ("a" * 13 + "b" * 13) * 2 + "a" * 8 + "b" * 8
+    with pytest.raises(ValueError, match="block"):
+        time_interleaved([lambda: None], warmup=0, repeats=5, block=0)
