@@ -9,7 +9,14 @@ export of the FP32 model, both compiled by OpenVINO's CPU plugin with the f32 pr
 batch 1, all in one window: the FP32 model and the binary forms alternate in blocks of runs
 (bibench.latency.time_interleaved); medians of `--repeats` timed runs after `--warmup` runs.
 
-    python bench/latency.py [--threads 1] [--warmup 20] [--repeats 200] [--json]
+With `--reference`, the window also holds a hand-built reference: the same ResNet-18 written
+directly with OpenVINO's opset API (BinaryConvolution with random 1-bit weights, per-channel
+Multiply/Add for scale and BatchNorm, hardtanh, 1x1 float shortcuts), the construction of the
+hand-built probe in shared/notes/platform-facts.md. It shows how far bibench's export is from
+the best this engine does with this network on this machine at this moment.
+
+    python bench/latency.py [--threads 1] [--warmup 20] [--repeats 500] [--reference]
+                            [--algorithms NAME ...] [--json]
 """
 
 from __future__ import annotations
@@ -20,16 +27,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bibench.algorithms import available
 from bibench.checkpoint import build_cell_model
 from bibench.export import export_onnx
 from bibench.export_openvino import IR_FILE, export_openvino_binary
-from bibench.latency import cpu_model, time_openvino
+from bibench.latency import (
+    count_binary_convolutions,
+    cpu_model,
+    openvino_compile,
+    openvino_module,
+    time_compiled,
+)
 from bibench.models import build_model
 
 ARCH, SHAPE, CLASSES = "resnet18", (3, 32, 32), 10
+REFERENCE = "reference-opset"  # the hand-built reference's key in the results
 
 
 def calibrate_bn(model: torch.nn.Module, batches: int = 4, seed: int = 0) -> torch.nn.Module:
@@ -42,7 +57,56 @@ def calibrate_bn(model: torch.nn.Module, batches: int = 4, seed: int = 0) -> tor
     return model.eval()
 
 
-def run(threads: int, warmup: int, repeats: int, workdir: Path) -> dict[str, dict]:
+def opset_reference(path: Path, seed: int = 0) -> None:
+    """Write the hand-built reference IR (see the module docstring) to `path`."""
+    openvino_module()  # telemetry off before the first import
+    import openvino as ov
+    import openvino.opset1 as opset1
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(seed)
+
+    def const(values) -> ov.Node:
+        return ops.constant(np.asarray(values, np.float32))
+
+    def channel_affine(x: ov.Node, ch: int) -> ov.Node:  # scale and BatchNorm, folded
+        scale, shift = rng.uniform(0.5, 1.5, (1, ch, 1, 1)), rng.normal(0, 0.1, (1, ch, 1, 1))
+        return ops.add(ops.multiply(x, const(scale)), const(shift))
+
+    def binary_conv(x: ov.Node, cin: int, cout: int, stride: int) -> ov.Node:
+        zeros = const(np.zeros((1, cin, 1, 1)))
+        x01 = ops.fake_quantize(x, zeros, zeros, const(0.0), const(1.0), 2)
+        bits = np.packbits(rng.integers(0, 2, cout * cin * 9, dtype=np.uint8), bitorder="little")
+        weights = ops.constant(ov.Tensor(bits, ov.Shape([cout, cin, 3, 3]), ov.Type.u1))
+        return opset1.binary_convolution(x01, weights, [stride] * 2, [1, 1], [1, 1], [1, 1],
+                                         "xnor-popcount", 0.0)
+
+    def float_conv(x: ov.Node, cin: int, cout: int, k: int, stride: int) -> ov.Node:
+        w = const(rng.normal(0, 0.1, (cout, cin, k, k)))
+        return ops.convolution(x, w, [stride] * 2, [k // 2] * 2, [k // 2] * 2, [1, 1])
+
+    def hardtanh(x: ov.Node) -> ov.Node:
+        return ops.clamp(x, -1.0, 1.0)
+
+    image = ops.parameter([1, *SHAPE], np.float32, name="input")
+    x = hardtanh(channel_affine(float_conv(image, SHAPE[0], 64, 3, 1), 64))
+    cin = 64
+    for stage, cout in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = hardtanh(channel_affine(binary_conv(x, cin, cout, stride), cout))
+            y = channel_affine(binary_conv(y, cout, cout, 1), cout)
+            shortcut = x if stride == 1 and cin == cout else channel_affine(
+                float_conv(x, cin, cout, 1, stride), cout)
+            x, cin = hardtanh(ops.add(y, shortcut)), cout
+    x = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), False)
+    x = ops.add(ops.matmul(x, const(rng.normal(0, 0.1, (512, CLASSES))), False, False),
+                const(np.zeros(CLASSES)))
+    ov.save_model(ov.Model([x], [image]), str(path), compress_to_fp16=False)
+
+
+def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool = False,
+        algorithms: list[str] | None = None) -> dict[str, dict]:
     torch.manual_seed(0)
     fp = calibrate_bn(build_model(ARCH, SHAPE, CLASSES))
     example = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(1))
@@ -50,7 +114,7 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path) -> dict[str, dic
     export_onnx(fp, example, fp_path)
     results: dict[str, dict] = {}
     forms = {}
-    for algo in available():
+    for algo in algorithms or available():
         model = calibrate_bn(build_cell_model(ARCH, algo, SHAPE, CLASSES, fp_model=fp))
         form = export_openvino_binary(model, example, workdir / algo, algo)
         if form.deployable:
@@ -58,19 +122,24 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path) -> dict[str, dic
         else:
             results[algo] = {"deployable": False, "reason": form.reason}
             print(f"{algo}: not deployable", file=sys.stderr)
+    binary_paths = {algo: workdir / algo / IR_FILE for algo in forms}
+    if reference:
+        binary_paths[REFERENCE] = workdir / "reference.xml"
+        opset_reference(binary_paths[REFERENCE])
     # one window: the FP32 model and every binary form alternate in blocks, so all speedups
     # share one FP32 timing and the same machine state
-    fp32, *binaries = time_openvino(
-        [fp_path] + [workdir / algo / IR_FILE for algo in forms], example.numpy(),
-        threads=threads, warmup=warmup, repeats=repeats,
-    )
-    for (algo, form), binary in zip(forms.items(), binaries, strict=True):
+    compiled = [openvino_compile(p, threads) for p in [fp_path, *binary_paths.values()]]
+    fp32, *binaries = time_compiled(compiled, example.numpy(), warmup=warmup, repeats=repeats)
+    for algo, binary, model in zip(binary_paths, binaries, compiled[1:], strict=True):
         results[algo] = {
             "engine": "openvino-cpu", "threads": threads,
             "fp32_ms": round(fp32.median_ms, 4), "binary_ms": round(binary.median_ms, 4),
             "speedup": round(fp32.median_ms / binary.median_ms, 2),
-            "n_binary_conv": form.n_binary_conv,
+            "n_binary_conv": count_binary_convolutions(model),
         }
+        if algo in forms and forms[algo].n_binary_conv != results[algo]["n_binary_conv"]:
+            raise RuntimeError(f"{algo}: the timed model runs a different number of "
+                               "BinaryConvolution layers than the export counted")
     return dict(sorted(results.items()))
 
 
@@ -78,24 +147,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=500)
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the hand-built opset reference in the same window")
+    parser.add_argument("--algorithms", nargs="+", metavar="NAME",
+                        help="time these registered algorithms only (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.repeats < 50:
         parser.error("--repeats must be at least 50")
+    unknown = sorted(set(args.algorithms or ()) - set(available()))
+    if unknown:
+        parser.error(f"unknown algorithm(s) {', '.join(unknown)}; registered: "
+                     f"{', '.join(available())}")
     torch.set_num_threads(max(1, args.threads))
     print(f"CPU: {cpu_model()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bibench-latency-") as tmp:
-        results = run(args.threads, args.warmup, args.repeats, Path(tmp))
+        results = run(args.threads, args.warmup, args.repeats, Path(tmp), args.reference,
+                          args.algorithms)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
         for algo, r in results.items():
             if r.get("deployable", True):
-                print(f"{algo:9s} {r['fp32_ms']:8.3f} ms {r['binary_ms']:8.3f} ms "
+                print(f"{algo:15s} {r['fp32_ms']:8.3f} ms {r['binary_ms']:8.3f} ms "
                       f"{r['speedup']:6.2f}x  {r['n_binary_conv']} BinaryConvolution")
             else:
-                print(f"{algo:9s} not deployable: {r['reason']}")
+                print(f"{algo:15s} not deployable: {r['reason']}")
 
 
 if __name__ == "__main__":
