@@ -12,8 +12,8 @@ batch 1, all in one window: the FP32 model and the binary forms alternate in blo
 With `--reference`, the window also holds a hand-built reference: the same ResNet-18 written
 directly with OpenVINO's opset API (BinaryConvolution with random 1-bit weights, per-channel
 Multiply/Add for scale and BatchNorm, hardtanh, 1x1 float shortcuts), the construction of the
-hand-built probe in shared/notes/platform-facts.md. It shows how far bibench's export is from
-the best this engine does with this network on this machine at this moment.
+hand-built probe behind the 12x target (docs/deployment.md). It shows how far bibench's export
+is from the best this engine does with this network, on this machine, at this moment.
 
     python bench/latency.py [--threads 1] [--warmup 20] [--repeats 500] [--reference]
                             [--algorithms NAME ...] [--json]

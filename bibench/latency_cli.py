@@ -2,7 +2,7 @@
 
 `bibench.remote` copies this module (with bibench/latency.py) to the board and runs it there, so
 it must stay light: no torch, and openvino is imported only when asked for. Several models given
-in one call are timed interleaved in blocks of 10 runs, as the local latency job does, so
+in one call are timed interleaved in blocks of runs, as the local latency job does, so
 their ratio is a same-run ratio.
 
     python -m bibench.latency_cli MODEL [MODEL ...] --engine openvino --threads 1 --warmup 10 \

@@ -266,7 +266,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
 
     Models are copied into a per-run directory under the device's workdir (removed afterwards,
     also on failure). A parser that reads several models per run ({models}) times them
-    interleaved in blocks of 10 runs; otherwise they run one after the other, alternating
+    interleaved in blocks of runs; otherwise they run one after the other, alternating
     model by model when several runs per model are needed ({percentile}). Raises RuntimeError
     naming the device, the command and the tail of stderr when ssh or the command fails or the
     output cannot be read."""
@@ -312,7 +312,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
                          for i, n in enumerate(names)]
         if len(paths) > 1 and "models" not in fields:
             log.info("%s: parser %s times one model per run: the models run one after the other "
-                     "(not interleaved in blocks of 10 runs)", s["name"], s["parser"])
+                     "(not interleaved in blocks of runs)", s["name"], s["parser"])
         merged: list[dict[str, float]] = [{} for _ in paths]
         for indices, extra in runs:
             cmd = command.format(**values, **extra)
