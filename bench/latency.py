@@ -15,13 +15,18 @@ Multiply/Add for scale and BatchNorm, hardtanh, 1x1 float shortcuts), the constr
 hand-built probe behind the 12x target (docs/deployment.md). It shows how far bibench's export
 is from the best this engine does with this network, on this machine, at this moment.
 
+`--keep-fp PATTERNS` replaces the architecture's full-precision policy as `bibench summary`
+does: `--keep-fp ''` binarizes the 1x1 downsample shortcuts too (the layers the paper's Table 3
+counts as binary; the reference then binarizes them as well).
+
     python bench/latency.py [--threads 1] [--warmup 20] [--repeats 500] [--reference]
-                            [--algorithms NAME ...] [--json]
+                            [--algorithms NAME ...] [--keep-fp PATTERNS] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 import tempfile
@@ -41,7 +46,7 @@ from bibench.latency import (
     openvino_module,
     time_compiled,
 )
-from bibench.models import build_model
+from bibench.models import build_model, get_architecture
 
 ARCH, SHAPE, CLASSES = "resnet18", (3, 32, 32), 10
 REFERENCE = "reference-opset"  # the hand-built reference's key in the results
@@ -57,7 +62,7 @@ def calibrate_bn(model: torch.nn.Module, batches: int = 4, seed: int = 0) -> tor
     return model.eval()
 
 
-def opset_reference(path: Path, seed: int = 0) -> None:
+def opset_reference(path: Path, binary_shortcuts: bool = False, seed: int = 0) -> None:
     """Write the hand-built reference IR (see the module docstring) to `path`."""
     openvino_module()  # telemetry off before the first import
     import openvino as ov
@@ -73,13 +78,14 @@ def opset_reference(path: Path, seed: int = 0) -> None:
         scale, shift = rng.uniform(0.5, 1.5, (1, ch, 1, 1)), rng.normal(0, 0.1, (1, ch, 1, 1))
         return ops.add(ops.multiply(x, const(scale)), const(shift))
 
-    def binary_conv(x: ov.Node, cin: int, cout: int, stride: int) -> ov.Node:
+    def binary_conv(x: ov.Node, cin: int, cout: int, k: int, stride: int) -> ov.Node:
         zeros = const(np.zeros((1, cin, 1, 1)))
         x01 = ops.fake_quantize(x, zeros, zeros, const(0.0), const(1.0), 2)
-        bits = np.packbits(rng.integers(0, 2, cout * cin * 9, dtype=np.uint8), bitorder="little")
-        weights = ops.constant(ov.Tensor(bits, ov.Shape([cout, cin, 3, 3]), ov.Type.u1))
-        return opset1.binary_convolution(x01, weights, [stride] * 2, [1, 1], [1, 1], [1, 1],
-                                         "xnor-popcount", 0.0)
+        bits = np.packbits(rng.integers(0, 2, cout * cin * k * k, dtype=np.uint8),
+                           bitorder="little")
+        weights = ops.constant(ov.Tensor(bits, ov.Shape([cout, cin, k, k]), ov.Type.u1))
+        return opset1.binary_convolution(x01, weights, [stride] * 2, [k // 2] * 2, [k // 2] * 2,
+                                         [1, 1], "xnor-popcount", 0.0)
 
     def float_conv(x: ov.Node, cin: int, cout: int, k: int, stride: int) -> ov.Node:
         w = const(rng.normal(0, 0.1, (cout, cin, k, k)))
@@ -94,10 +100,12 @@ def opset_reference(path: Path, seed: int = 0) -> None:
     for stage, cout in enumerate((64, 128, 256, 512)):
         for block in range(2):
             stride = 2 if stage > 0 and block == 0 else 1
-            y = hardtanh(channel_affine(binary_conv(x, cin, cout, stride), cout))
-            y = channel_affine(binary_conv(y, cout, cout, 1), cout)
-            shortcut = x if stride == 1 and cin == cout else channel_affine(
-                float_conv(x, cin, cout, 1, stride), cout)
+            y = hardtanh(channel_affine(binary_conv(x, cin, cout, 3, stride), cout))
+            y = channel_affine(binary_conv(y, cout, cout, 3, 1), cout)
+            shortcut = x
+            if stride != 1 or cin != cout:
+                conv = binary_conv if binary_shortcuts else float_conv
+                shortcut = channel_affine(conv(x, cin, cout, 1, stride), cout)
             x, cin = hardtanh(ops.add(y, shortcut)), cout
     x = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), False)
     x = ops.add(ops.matmul(x, const(rng.normal(0, 0.1, (512, CLASSES))), False, False),
@@ -106,7 +114,8 @@ def opset_reference(path: Path, seed: int = 0) -> None:
 
 
 def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool = False,
-        algorithms: list[str] | None = None) -> dict[str, dict]:
+        algorithms: list[str] | None = None, keep_fp: tuple[str, ...] | None = None
+        ) -> dict[str, dict]:
     torch.manual_seed(0)
     fp = calibrate_bn(build_model(ARCH, SHAPE, CLASSES))
     example = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(1))
@@ -115,7 +124,8 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool 
     results: dict[str, dict] = {}
     forms = {}
     for algo in algorithms or available():
-        model = calibrate_bn(build_cell_model(ARCH, algo, SHAPE, CLASSES, fp_model=fp))
+        model = calibrate_bn(build_cell_model(ARCH, algo, SHAPE, CLASSES, fp_model=fp,
+                                              keep_fp=keep_fp))
         form = export_openvino_binary(model, example, workdir / algo, algo)
         if form.deployable:
             forms[algo] = form
@@ -125,7 +135,9 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool 
     binary_paths = {algo: workdir / algo / IR_FILE for algo in forms}
     if reference:
         binary_paths[REFERENCE] = workdir / "reference.xml"
-        opset_reference(binary_paths[REFERENCE])
+        policy = get_architecture(ARCH).keep_fp if keep_fp is None else keep_fp
+        opset_reference(binary_paths[REFERENCE], binary_shortcuts=not any(
+            fnmatch.fnmatchcase("layer2.0.shortcut.0", p) for p in policy))
     # one window: the FP32 model and every binary form alternate in blocks, so all speedups
     # share one FP32 timing and the same machine state
     compiled = [openvino_compile(p, threads) for p in [fp_path, *binary_paths.values()]]
@@ -152,8 +164,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="also time the hand-built opset reference in the same window")
     parser.add_argument("--algorithms", nargs="+", metavar="NAME",
                         help="time these registered algorithms only (default: all)")
+    parser.add_argument("--keep-fp", metavar="PATTERNS",
+                        help="comma-separated globs of layers kept full precision, replacing "
+                             "the architecture's policy ('' = only first and last layers)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
+    keep_fp = None if args.keep_fp is None else tuple(p for p in args.keep_fp.split(",") if p)
     if args.repeats < 50:
         parser.error("--repeats must be at least 50")
     unknown = sorted(set(args.algorithms or ()) - set(available()))
@@ -164,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU: {cpu_model()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bibench-latency-") as tmp:
         results = run(args.threads, args.warmup, args.repeats, Path(tmp), args.reference,
-                          args.algorithms)
+                          args.algorithms, keep_fp)
     if args.json:
         print(json.dumps(results, indent=1))
     else:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
@@ -15,9 +16,13 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
-def test_json_has_a_row_per_algorithm_and_the_reference():
+@pytest.mark.parametrize("policy, binary_convs", [
+    ((), 16),  # the architecture's policy: every 3x3 conv binary, 1x1 shortcuts float
+    (("--keep-fp", ""), 19),  # the paper's Table 3 policy: the 3 shortcuts binary too
+])
+def test_json_has_a_row_per_algorithm_and_the_reference(policy, binary_convs):
     proc = _bench("--algorithms", "bnn", "xnor", "--reference", "--warmup", "2",
-                  "--repeats", "50", "--json")
+                  "--repeats", "50", "--json", *policy)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert set(results) == {"bnn", "xnor", "reference-opset"}
@@ -26,7 +31,7 @@ def test_json_has_a_row_per_algorithm_and_the_reference():
         assert set(row) == {"engine", "threads", "fp32_ms", "binary_ms", "speedup",
                             "n_binary_conv"}
         assert row["engine"] == "openvino-cpu" and row["threads"] == 1
-        assert row["n_binary_conv"] == 16  # every 3x3 conv of ResNet-18 runs binary
+        assert row["n_binary_conv"] == binary_convs
         assert row["speedup"] == round(row["fp32_ms"] / row["binary_ms"], 2)
     assert results["bnn"]["fp32_ms"] == results["reference-opset"]["fp32_ms"]  # one window
     assert results["xnor"]["deployable"] is False
