@@ -22,6 +22,7 @@ needs that a binary engine cannot express.
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -403,8 +404,20 @@ def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
     for vi in graph.output:  # the batch dim of the outputs follows from the input
         vi.type.tensor_type.ClearField("shape")
     del graph.value_info[:]
-    with warnings.catch_warnings():
-        # qonnx warns where its shape inference left a run-time-shaped tensor (XNOR's K) empty
-        warnings.simplefilter("ignore")
-        model = model.transform(InferShapes())
-        return execute_onnx(model, {inp: np.ascontiguousarray(x)})[out]
+    # The file has no quantization annotations (every tensor is FLOAT32 to qonnx), so its
+    # per-node rounding to annotated types is a no-op, and the graph is already sorted with
+    # unique names: skipping both (and the deep copy) takes a MiniLM cell from 14.5 to 9.5 s,
+    # with identical outputs.
+    sanitize = os.environ.get("SANITIZE_QUANT_TENSORS")
+    os.environ["SANITIZE_QUANT_TENSORS"] = "0"
+    try:
+        with warnings.catch_warnings():
+            # qonnx warns where shape inference left a run-time-shaped tensor (XNOR's K) empty
+            warnings.simplefilter("ignore")
+            model = model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
+            return execute_onnx(model, {inp: np.ascontiguousarray(x)})[out]
+    finally:
+        if sanitize is None:
+            del os.environ["SANITIZE_QUANT_TENSORS"]
+        else:
+            os.environ["SANITIZE_QUANT_TENSORS"] = sanitize

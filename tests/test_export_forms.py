@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -163,6 +164,18 @@ def test_qonnx_form_matches_pytorch(trained, tmp_path, algo):
         consumers = [c.op_type for c in graph.node if n.output[0] in c.input]
         assert consumers == ["Conv"]
     assert_agrees(qonnx_predict(path, x.numpy()), torch_logits(models[algo], x))
+
+
+def test_qonnx_predict_leaves_the_environment_as_it_found_it(trained, tmp_path, monkeypatch):
+    models, x = trained
+    path = tmp_path / "model.qonnx.onnx"
+    export_qonnx(models["bnn"], x[:2], path)
+    monkeypatch.delenv("SANITIZE_QUANT_TENSORS", raising=False)
+    qonnx_predict(path, x[:2].numpy())
+    assert "SANITIZE_QUANT_TENSORS" not in os.environ
+    monkeypatch.setenv("SANITIZE_QUANT_TENSORS", "1")
+    qonnx_predict(path, x[:2].numpy())
+    assert os.environ["SANITIZE_QUANT_TENSORS"] == "1"
 
 
 def test_deployability_decided_by_trying_matches_paper(forms):
