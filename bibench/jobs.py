@@ -354,15 +354,16 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     else:
         try:
             form = export_openvino_binary(net, x[:1], openvino, algorithm)
+            status = "not deployable: " + form.reason
         except BinaryFallbackError as err:  # the engine ran float where binary was written
             log.error("%s", err)
-            form = BinaryForm(False, f"failed: {err}"[:500], 0, 0, 0, 0)
+            status = f"failed: {err}"[:500]
+            form = BinaryForm(False, status, 0, 0, 0, 0)
         row = {**base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
                "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
                "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
                "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
-               "n_samples": 0, "status": form.reason if form.reason.startswith("failed: ")
-               else "not deployable: " + form.reason}
+               "n_samples": 0, "status": status}
         if form.deployable:  # the IR is the file the latency job times
             got = openvino_predict(Path(openvino) / "model.xml", x.numpy(), threads=threads)
             row.update(_parity_row("openvino_binary", logit_parity(ref, got, atol), settings,
