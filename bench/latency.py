@@ -4,7 +4,7 @@ ResNet-18 (CIFAR stem, 3x32x32, 10 classes) is binarized by every algorithm (ste
 downsample shortcuts and FC stay full precision, the architecture's policy). BatchNorm
 statistics come from a few train-mode forward passes on random images (latency does not depend
 on the weights' values, only parity does). Then for each algorithm: the binary form
-(bibench.export_openvino: FakeQuantize + BinaryConvolution IR) is timed against the plain ONNX
+(bibench.export.openvino: FakeQuantize + BinaryConvolution IR) is timed against the plain ONNX
 export of the FP32 model, both compiled by OpenVINO's CPU plugin with the f32 precision hint,
 batch 1, all in one window: the FP32 model and the binary forms alternate in blocks of runs
 (bibench.latency.time_interleaved); medians of `--repeats` timed runs after `--warmup` runs.
@@ -36,10 +36,9 @@ import numpy as np
 import torch
 
 from bibench.algorithms import available
-from bibench.checkpoint import build_cell_model
-from bibench.export import export_onnx
-from bibench.export_openvino import IR_FILE, export_openvino_binary
-from bibench.latency import (
+from bibench.export.onnx import export_onnx
+from bibench.export.openvino import IR_FILE, export_openvino_binary
+from bibench.latency.timing import (
     count_binary_convolutions,
     cpu_model,
     openvino_compile,
@@ -47,6 +46,7 @@ from bibench.latency import (
     time_compiled,
 )
 from bibench.models import build_model, get_architecture
+from bibench.training.checkpoint import build_cell_model
 
 ARCH, SHAPE, CLASSES = "resnet18", (3, 32, 32), 10
 REFERENCE = "reference-opset"  # the hand-built reference's key in the results

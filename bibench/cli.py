@@ -195,7 +195,7 @@ def _add_new_algorithm(subparsers: argparse._SubParsersAction) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     import json
 
-    from bibench.complexity import model_summary
+    from bibench.metrics.complexity import model_summary
 
     shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
     try:

@@ -70,7 +70,7 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
                             "files exist for CIFAR-10 only (CIFAR-10-C)")
     for name, device in (config.get("latency") or {}).get("devices", {}).items():
         if device.get("kind") == "ssh":
-            from bibench.remote import validate_device
+            from bibench.latency.remote import validate_device
 
             try:
                 validate_device(remote_spec(name, device))
@@ -88,7 +88,7 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
 
 
 def remote_spec(name: str, device: dict[str, Any]) -> dict[str, Any]:
-    """A config device as bibench.remote reads it (engines and threads are the workflow's)."""
+    """A config device as bibench.latency.remote reads it (engines, threads: the workflow's)."""
     return {"name": name, **{k: v for k, v in device.items() if k not in ("engines", "threads")}}
 
 

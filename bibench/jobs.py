@@ -111,7 +111,7 @@ def _untrained(status: str) -> list[dict[str, Any]]:
 def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
                    ) -> list[dict[str, Any]]:
     """Train; an exception becomes a "failed: ..." record so the rest of the grid goes on."""
-    from bibench.train import TrainSettings, train
+    from bibench.training.loop import TrainSettings, train
 
     try:
         return train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
@@ -126,8 +126,8 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
                model: str, table: str, pretrained: str | None) -> None:
     import torch
 
-    from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
-    from bibench.train import resolve_device
+    from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+    from bibench.training.loop import resolve_device
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -181,7 +181,7 @@ def _conditions(data: TaskData, corruptions: dict[str, Any]):
     Corruptions are generated from the test set, or read from the official CIFAR-10-C files
     when `corruptions["files"]` names their folder.
     """
-    from bibench.data.corruptions import corrupt
+    from bibench.evaluation.corruptions import corrupt
 
     yield "clean", 0, data.x_test, data.y_test
     for name, severities in sorted(corruptions["corruptions"].items()):
@@ -202,9 +202,9 @@ def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str
     """One run of the sensitivity grid: train with `settings`, then the clean test metric."""
     import torch
 
-    from bibench.checkpoint import build_cell_model, load_checkpoint
-    from bibench.evaluate import METRICS, predict
-    from bibench.train import resolve_device
+    from bibench.evaluation.predict import METRICS, predict
+    from bibench.training.checkpoint import build_cell_model, load_checkpoint
+    from bibench.training.loop import resolve_device
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -233,8 +233,8 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     """Task metric on the clean test set and on each corruption x severity."""
     import torch
 
-    from bibench.checkpoint import load_checkpoint
-    from bibench.evaluate import METRICS, predict
+    from bibench.evaluation.predict import METRICS, predict
+    from bibench.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
@@ -306,17 +306,17 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     """
     import torch
 
-    from bibench.checkpoint import load_checkpoint
-    from bibench.evaluate import predict
-    from bibench.export import export_onnx, logit_parity, ort_predict
-    from bibench.export_openvino import (
+    from bibench.evaluation.predict import predict
+    from bibench.export.onnx import export_onnx, logit_parity, ort_predict
+    from bibench.export.openvino import (
         BinaryFallbackError,
         BinaryForm,
         export_openvino_binary,
         openvino_predict,
     )
-    from bibench.export_qonnx import export_qonnx, qonnx_predict
-    from bibench.latency import ort_session
+    from bibench.export.qonnx import export_qonnx, qonnx_predict
+    from bibench.latency.timing import ort_session
+    from bibench.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
@@ -380,7 +380,7 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
 def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int,
                 dataset: dict[str, Any], table: str) -> None:
     """Per-layer parameters and FLOPs, binary vs full precision (paper Eq. 7)."""
-    from bibench.complexity import layer_costs, totals
+    from bibench.metrics.complexity import layer_costs, totals
 
     costs = layer_costs(net, example)
     total = totals(costs)
@@ -398,8 +398,8 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
             table: str) -> None:
     """Time the cell and the FP32 model of its architecture in the same job, on every
     configured device x engine x thread count (same-run speedups)."""
-    from bibench.devices import measure_cell
     from bibench.io import read_table
+    from bibench.latency.devices import measure_cell
 
     exports = read_table(export_table, "export").set_index("form")
     rows = measure_cell(
@@ -422,8 +422,8 @@ def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_table
     """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
     every latency measurement into results/latency.parquet, and compute the tracks' metrics
     into results/tracks.parquet."""
-    from bibench.aggregate import build_metrics, latency_table, sensitivity_table
-    from bibench.tracks import compute_tracks
+    from bibench.metrics.aggregate import build_metrics, latency_table, sensitivity_table
+    from bibench.metrics.tracks import compute_tracks
 
     start = time.perf_counter()
     lat = latency_table(latency_tables)
@@ -456,7 +456,7 @@ def download_dataset(*, name: str, manifest: str) -> None:
 def report(*, metrics: str, tracks: str, hardware: str, sensitivity_tables: list[str],
            html: str) -> None:
     """Render results/report.html from the metrics, tracks, latency and sensitivity tables."""
-    from bibench.aggregate import sensitivity_table
+    from bibench.metrics.aggregate import sensitivity_table
     from bibench.report import render_report
 
     render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html)

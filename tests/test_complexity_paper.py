@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bibench.cli import main
-from bibench.complexity import model_summary
+from bibench.metrics.complexity import model_summary
 
 # Table 3: (compression r_c, speedup r_s)
 TABLE3 = {

@@ -77,7 +77,7 @@ def test_latency_devices_are_checked_before_any_job():
     config = _tiny()
     config["latency"]["devices"] = {
         "board": {"kind": "ssh", "engines": ["openvino_binary"], "host": "pi@board",
-                  "command": "{python} -m bibench.latency_cli {model} --threads {thread}"},
+                  "command": "{python} -m bibench.latency.board {model} --threads {thread}"},
         "here": {"kind": "local", "engines": ["onnxruntime"], "host": "localhost"},
         "nothing": {"kind": "local", "engines": ["tensorrt"]},
     }

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from bibench.data import corruptions as C
+from bibench.evaluation import corruptions as C
 
 ALL = C.CORRUPTION_NAMES + C.EXTRA_CORRUPTIONS
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate",

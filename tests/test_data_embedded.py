@@ -1,4 +1,4 @@
-"""The offline stand-in data sets of bibench.data.embedded_extra: they load without network,
+"""The offline stand-in data sets of bibench.data.embedded.others: they load without network,
 have the documented shapes, dtypes, balance and fixed disjoint splits."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bibench.data import _DATASETS, TaskData
-from bibench.data import embedded_extra as ex
+from bibench.data.embedded import others as ex
 
 NAMES = ["speech_embedded", "text_embedded", "pointcloud_embedded", "partseg_embedded"]
 

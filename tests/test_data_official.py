@@ -29,8 +29,9 @@ from fixtures_official import (
 
 from bibench.data import features as F
 from bibench.data import official as O
-from bibench.data import official_images, official_speech
 from bibench.data.downloads import DOWNLOADS, MANUAL, ChecksumError, fetch, install, verify
+from bibench.data.official import images as official_images
+from bibench.data.official import speech as official_speech
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10
@@ -250,7 +251,7 @@ def test_basic_tokenizer_details():
 
 def test_wordpiece_matches_tokenizers_package():
     tokenizers = pytest.importorskip("tokenizers")
-    from bibench.data.official_text import packaged_vocab
+    from bibench.data.official.text import packaged_vocab
 
     vocab = packaged_vocab()
     if vocab is None:

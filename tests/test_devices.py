@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from bibench.devices import available_cores, measure_cell, thread_counts
-from bibench.export import export_onnx
+from bibench.export.onnx import export_onnx
+from bibench.latency.devices import available_cores, measure_cell, thread_counts
 
 SETTINGS = {"threads": [1, 2, 4, 8], "batch_size": 1, "warmup": 2, "repeats": 50,
             "devices": {"here": {"kind": "local",
@@ -84,7 +84,7 @@ def test_a_form_that_failed_its_parity_check_is_not_timed(onnx_files):
 
 
 def test_models_alternate_in_blocks_of_runs_each_after_untimed_ones():
-    from bibench.latency import time_interleaved
+    from bibench.latency.timing import time_interleaved
 
     calls: list[str] = []
     timings = time_interleaved([lambda: calls.append("a"), lambda: calls.append("b")],

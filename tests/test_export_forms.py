@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import bibench.export_openvino as eo
+import bibench.export.openvino as eo
 from bibench.algorithms import available, get_algorithm
 from bibench.binarize import binarize, update_schedules
-from bibench.export import export_onnx
-from bibench.export_openvino import (
+from bibench.export.onnx import export_onnx
+from bibench.export.openvino import (
     IR_FILE,
     IR_WEIGHTS_FILE,
     LOWERING_FILE,
@@ -37,8 +37,8 @@ from bibench.export_openvino import (
     export_openvino_binary,
     openvino_predict,
 )
-from bibench.export_qonnx import QONNX_DOMAIN, count_bipolar_quant, export_qonnx, qonnx_predict
-from bibench.latency import count_binary_convolutions, openvino_compile, time_openvino
+from bibench.export.qonnx import QONNX_DOMAIN, count_bipolar_quant, export_qonnx, qonnx_predict
+from bibench.latency.timing import count_binary_convolutions, openvino_compile, time_openvino
 from bibench.models import build_model
 
 # Paper Table 4: XNOR (activation re-scaling) and XNOR++ (spatial scale) are not deployable.
@@ -372,14 +372,14 @@ def test_time_openvino_interleaves_and_summarises(forms):
 
 def test_openvino_telemetry_is_off(forms):
     """`import openvino` starts a telemetry session that sends an "import" event unless the
-    user opted out; bibench.export_openvino blocks the telemetry package first (or, if
+    user opted out; bibench.export.openvino blocks the telemetry package first (or, if
     OpenVINO was imported before, withdraws the session's consent)."""
     assert forms  # OpenVINO has compiled and run models in this module by now
     telemetry = sys.modules.get("openvino_telemetry")
-    if telemetry is not None:  # OpenVINO was imported before bibench.export_openvino
+    if telemetry is not None:  # OpenVINO was imported before bibench.export.openvino
         session = telemetry.Telemetry._SingletonMetaClass__single_instance
         assert session is None or session.consent is False
-    code = ("import sys, bibench.latency as e; e.openvino_core(); "
+    code = ("import sys, bibench.latency.timing as e; e.openvino_core(); "
             "assert sys.modules['openvino_telemetry'] is None; "
             "from openvino.tools.ovc import telemetry; print(type(telemetry).__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bibench.metrics import (
+from bibench.metrics.overall import (
     corruption_gap,
     om_arch,
     om_comp,

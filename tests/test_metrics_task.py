@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from sklearn.metrics import f1_score, matthews_corrcoef
 
-from bibench.metrics_task import (
+from bibench.evaluation.task_metrics import (
     SHAPENET_PART_GROUPS,
     TASK_METRICS,
     accuracy,

@@ -10,21 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from bibench.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
-from bibench.complexity import (
+from bibench.data import load_dataset, stratified_split
+from bibench.evaluation.corruptions import GAUSSIAN_NOISE_CIFAR, corrupt, gaussian_noise
+from bibench.evaluation.predict import predict
+from bibench.evaluation.task_metrics import accuracy
+from bibench.export.onnx import check_parity, export_onnx
+from bibench.latency.timing import cpu_model, time_onnxruntime
+from bibench.metrics.complexity import (
     compression_ratio,
     layer_costs,
     speedup_ratio,
     totals,
 )
-from bibench.data import load_dataset, stratified_split
-from bibench.data.corruptions import GAUSSIAN_NOISE_CIFAR, corrupt, gaussian_noise
-from bibench.evaluate import predict
-from bibench.export import check_parity, export_onnx
-from bibench.latency import cpu_model, time_onnxruntime
-from bibench.metrics_task import accuracy
 from bibench.models import build_model, get_architecture
-from bibench.train import TrainSettings, resolve_device, train
+from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+from bibench.training.loop import TrainSettings, resolve_device, train
 
 torch.set_num_threads(2)
 

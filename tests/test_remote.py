@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from bibench.remote import (
+from bibench.latency.remote import (
     PARSERS,
     parse_benchmark_app,
     parse_bibench_json,
@@ -176,7 +176,7 @@ def test_run_remote_benchmark_app(device: dict, models: list[Path]) -> None:
 
 
 def test_remote_cpu_model(device: dict) -> None:
-    from bibench.latency import cpu_model
+    from bibench.latency.timing import cpu_model
 
     assert remote_cpu_model(device) == cpu_model()  # loopback: the same machine
 
@@ -222,7 +222,7 @@ def test_benchmark_app_parser_units() -> None:
 
 def test_latency_cli_openvino_without_torch(models: list[Path]) -> None:
     """What runs on a board: JSON per model, and no torch import (boards may not have it)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bibench.latency_cli",
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bibench.latency.board",
                            *map(str, models), "--engine", "openvino", "--threads", "1",
                            "--warmup", "2", "--repeats", "20", "--batch-size", "1", "--json"],
                           capture_output=True, text=True, env=ENV, timeout=120)
@@ -280,10 +280,10 @@ def test_validate_device_accepts_documented_forms() -> None:
 
 
 @pytest.mark.parametrize(("change", "match"), [
-    ({"command": "{python} -m bibench.latency_cli {models} --cores {cores}"}, r"command.*cores"),
-    ({"command": "{python} -m bibench.latency_cli {} --json"}, r"command.*\{\}"),
+    ({"command": "{python} -m bibench.latency.board {models} --cores {cores}"}, r"command.*cores"),
+    ({"command": "{python} -m bibench.latency.board {} --json"}, r"command.*\{\}"),
     ({"command": "run {model"}, r"command: malformed"),
-    ({"command": "{python} -m bibench.latency_cli --json"}, r"command.*\{model\}"),
+    ({"command": "{python} -m bibench.latency.board --json"}, r"command.*\{model\}"),
     ({"host": None}, r"host: missing"),
     ({"host": "-oProxyCommand=x"}, r"host:"),
     ({"parser": "xml"}, r"parser: 'xml'"),
@@ -303,7 +303,7 @@ def test_validate_device_names_the_bad_key(change: dict, match: str) -> None:
 
 def test_latency_rows_of_a_remote_device(device: dict, models: list[Path]) -> None:
     """The latency job's measure_cell reaches an ssh device from its config entry."""
-    from bibench.devices import measure_cell
+    from bibench.latency.devices import measure_cell
 
     exports = pd.DataFrame({"form": ["onnx"], "status": ["ok"], "packed_bytes": [0]}
                            ).set_index("form")

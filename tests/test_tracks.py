@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from bibench.tracks import best_and_worst, compute_tracks
+from bibench.metrics.tracks import best_and_worst, compute_tracks
 
 
 def _rows(algorithm, task, arch, family, clean, corrupted, status="ok", seconds=1.0, fp=None):

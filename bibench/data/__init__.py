@@ -24,7 +24,7 @@ class TaskData:
     x_test: Tensor
     y_test: Tensor
     num_classes: int  # classes (classification), parts (segmentation), 1 (regression)
-    metric: str  # name in bibench.evaluate.METRICS: accuracy, f1, mcc, pearson_spearman, miou
+    metric: str  # bibench.evaluation.predict.METRICS: accuracy, f1, mcc, pearson_spearman, miou
     embedded: bool  # True when the data is a stand-in shipped in a PyPI package
     stands_in_for: str  # the paper's dataset this one represents
     source: str  # where the data comes from, for the report
@@ -62,7 +62,7 @@ def load_dataset(name: str, *, root: str | None = None, max_train: int | None = 
     are read from the user's copy in the release's on-disk format. `max_train` / `max_test`
     truncate the splits (the splits are class-interleaved, so truncation keeps them balanced).
     """
-    from bibench.data import embedded, embedded_extra  # noqa: F401  (register on import)
+    import bibench.data.embedded  # noqa: F401  (registers the embedded datasets on import)
 
     if name in _DATASETS:
         if root is not None:
@@ -96,9 +96,9 @@ def _cached(name: str, options: dict) -> TaskData:
     import hashlib
     import json
 
-    from bibench.data import embedded, embedded_extra
+    from bibench.data.embedded import MODULES
 
-    code = b"".join(Path(m.__file__).read_bytes() for m in (embedded, embedded_extra))
+    code = b"".join(Path(m.__file__).read_bytes() for m in MODULES)
     key = hashlib.sha256(json.dumps([name, options], sort_keys=True).encode() + code)
     path = _cache_dir() / f"{name}-{key.hexdigest()[:16]}.pt"
     if path.exists():

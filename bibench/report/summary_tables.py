@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bibench.tracks import best_and_worst
+from bibench.metrics.tracks import best_and_worst
 
 ACCURACY_TRACKS = ("learning_task", "neural_architecture", "corruption_robustness")
 EFFICIENCY_TRACKS = ("training_consumption", "theoretical_complexity", "hardware_inference")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from bibench.metrics_task import TASK_METRICS
+from bibench.evaluation.task_metrics import TASK_METRICS
 
 
 @torch.no_grad()

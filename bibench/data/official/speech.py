@@ -22,7 +22,7 @@ from torch import Tensor
 
 from bibench.data import TaskData
 from bibench.data import features as F
-from bibench.data.official_common import require_files, resolve_dir, take
+from bibench.data.official.common import require_files, resolve_dir, take
 
 SPEECH_COMMANDS_DIR = "speech_commands_v0.01"
 KWS_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")

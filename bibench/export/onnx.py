@@ -18,9 +18,9 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from bibench.evaluate import predict
+from bibench.evaluation.predict import predict
 from bibench.io import atomic_write
-from bibench.latency import ort_session
+from bibench.latency.timing import ort_session
 
 log = logging.getLogger(__name__)
 

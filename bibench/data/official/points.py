@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from bibench.data import TaskData
-from bibench.data.official_common import require_files, resolve_dir
+from bibench.data.official.common import require_files, resolve_dir
 
 MODELNET40_DIR = "modelnet40_ply_hdf5_2048"
 SHAPENET_PART_DIR = "hdf5_data"

@@ -3,7 +3,7 @@
 OpenVINO's CPU plugin runs `BinaryConvolution` (XNOR-popcount, JIT kernels). Two files:
 
 model.onnx: each binarized layer whose 1-bit decomposition holds (see
-`bibench.export_qonnx.plan_binarized_layers`) becomes
+`bibench.export.qonnx.plan_binarized_layers`) becomes
 
     org.openvinotoolkit::FakeQuantize(x, t', t', 0, 1, levels=2) -> Conv(+-1 weights)
         -> Mul(2 * scale per channel) -> Add(bias - scale * conv(ones, +-1 weights))
@@ -55,9 +55,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bibench.algorithms.base import BinarizedLayer
-from bibench.export_qonnx import LayerPlan, export_lowered_onnx, plan_binarized_layers
+from bibench.export.qonnx import LayerPlan, export_lowered_onnx, plan_binarized_layers
 from bibench.io import atomic_write
-from bibench.latency import (
+from bibench.latency.timing import (
     count_binary_convolutions,
     openvino_compile,
     openvino_core,

@@ -1,11 +1,11 @@
 """Time ONNX models on this machine and print JSON: the program a remote board runs.
 
-`bibench.remote` copies this module (with bibench/latency.py) to the board and runs it there, so
-it must stay light: no torch, and openvino is imported only when asked for. Several models given
-in one call are timed interleaved in blocks of runs, as the local latency job does, so
-their ratio is a same-run ratio.
+`bibench.latency.remote` copies this module (with bibench/latency/timing.py) to the board and
+runs it there, so it must stay light: no torch, and openvino is imported only when asked for.
+Several models given in one call are timed interleaved in blocks of runs, as the local latency
+job does, so their ratio is a same-run ratio.
 
-    python -m bibench.latency_cli MODEL [MODEL ...] --engine openvino --threads 1 --warmup 10 \
+    python -m bibench.latency.board MODEL [MODEL ...] --engine openvino --threads 1 --warmup 10 \
         --repeats 100 --batch-size 1 --json
 """
 
@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from bibench.latency import Timing, cpu_model, openvino_example, time_openvino
+from bibench.latency.timing import Timing, cpu_model, openvino_example, time_openvino
 
 ENGINES = ("onnxruntime", "openvino")
 
@@ -28,7 +28,7 @@ def time_models(paths: list[str | Path], *, engine: str, batch_size: int, thread
         example = openvino_example(paths[0], batch_size)
         return time_openvino(paths, example, threads=threads, warmup=warmup, repeats=repeats)
     if engine == "onnxruntime":
-        from bibench.latency import example_input, time_onnxruntime
+        from bibench.latency.timing import example_input, time_onnxruntime
 
         example = example_input(paths[0], batch_size)
         return time_onnxruntime(paths, example, threads=threads, warmup=warmup, repeats=repeats)
@@ -36,7 +36,7 @@ def time_models(paths: list[str | Path], *, engine: str, batch_size: int, thread
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bibench.latency_cli", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bibench.latency.board", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, metavar="MODEL")
     parser.add_argument("--engine", choices=ENGINES, default="onnxruntime")

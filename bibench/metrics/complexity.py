@@ -143,8 +143,8 @@ def model_summary(arch: str, algorithm: str, input_shape: tuple[int, ...] | None
 
     Like larq's model summary: what a deployed model stores and computes, layer by layer.
     """
-    from bibench.checkpoint import build_cell_model, example_input
-    from bibench.metrics import om_comp
+    from bibench.metrics.overall import om_comp
+    from bibench.training.checkpoint import build_cell_model, example_input
 
     default_shape, default_classes = PAPER_INPUTS.get(arch, (None, None))
     input_shape = tuple(input_shape or default_shape or ())

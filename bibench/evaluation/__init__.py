@@ -1,0 +1,1 @@
+"""Evaluation: predictions, the paper's task metrics, and the image corruptions."""
