@@ -91,6 +91,43 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """A small real image task (scikit-learn's digits) for the training, export, latency and
+    job tests."""
+    from bibench.data import load_dataset
+
+    return load_dataset("digits_embedded", max_train=384, max_test=200)
+
+
+@pytest.fixture(scope="session")
+def trained_fp32(digits):
+    """A ResNet-20 trained 4 epochs on `digits`, with its per-epoch records (read-only)."""
+    import torch
+
+    from bibench.models import build_model
+    from bibench.training.loop import TrainSettings, train
+
+    torch.manual_seed(0)
+    model = build_model("resnet20", digits.input_shape, digits.num_classes)
+    records = train(model, digits.x_train, digits.y_train,
+                    TrainSettings(epochs=4, batch_size=32, optimizer="adam", lr=2e-3),
+                    seed=0, device=torch.device("cpu"))
+    return model, records
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test (embedded data loads offline)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted while loading embedded data")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
 @pytest.fixture
 def workflow_copy(tmp_path: Path) -> Workflow:
     return Workflow(tmp_path / "wf")

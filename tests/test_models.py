@@ -64,6 +64,10 @@ def test_every_architecture_is_registered_with_family_and_policy():
         families[arch.family] += 1
     assert all(families.values())
     assert get_architecture("resnet18").keep_fp == ("*.shortcut.*",)
+    arch = get_architecture("resnet20")
+    assert arch.family == "cnn" and "*.shortcut.*" in arch.keep_fp
+    with pytest.raises(KeyError, match="unknown architecture 'resnet21'"):
+        get_architecture("resnet21")
 
 
 @pytest.mark.parametrize(

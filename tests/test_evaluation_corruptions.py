@@ -64,8 +64,10 @@ def test_bad_requests_are_named():
         C.corrupt(torch.rand(2, 2, 8, 8), "fog", 1)
     with pytest.raises(TypeError, match="float"):
         C.corrupt(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), "fog", 1)
-    with pytest.raises(KeyError, match="unknown corruption"):
+    with pytest.raises(KeyError, match="unknown corruption 'rain'"):
         C.corrupt(x, "rain", 1)
+    with pytest.raises(ValueError, match="severity"):
+        C.gaussian_noise(torch.zeros(1, 1, 2, 2), 6)
     assert C.corrupt(x[:0], "snow", 3).shape == (0, 3, 8, 8)
 
 
@@ -123,6 +125,11 @@ def test_gaussian_noise_std_is_the_constant_before_clipping():
             assert abs(float(d.std()) - c) < 0.03 * c
     grey = torch.full((200, 1, 8, 8), 0.5)  # grey images: noise per pixel, same std
     assert abs(float((C.gaussian_noise(grey, 1) - grey).std()) - 0.04) < 0.004
+    for severity, c in enumerate(C.GAUSSIAN_NOISE_CIFAR, start=1):
+        assert abs(float((C.gaussian_noise(grey, severity) - grey).std()) - c) < 0.1 * c
+    extreme = C.gaussian_noise(torch.ones(4, 1, 8, 8), 5)  # clipped to the valid range
+    assert float(extreme.max()) <= 1.0 and float(extreme.min()) >= 0.0
+    assert torch.equal(C.gaussian_noise(grey, 3), C.gaussian_noise(grey, 3))  # same every cell
 
 
 def test_shot_impulse_and_speckle_noise_statistics():

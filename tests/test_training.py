@@ -1,0 +1,58 @@
+"""The training stage (bibench.training): the loop, settings and device checks, cell models that
+start from the pretrained weights, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bibench.evaluation.predict import predict
+from bibench.evaluation.task_metrics import accuracy
+from bibench.models import build_model
+from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+from bibench.training.loop import TrainSettings, resolve_device, train
+
+
+def test_training_reduces_loss_and_records_each_epoch(trained_fp32, digits):
+    model, records = trained_fp32
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    assert records[-1]["loss"] < records[0]["loss"]
+    assert all(r["status"] == "ok" and r["epoch_seconds"] > 0 for r in records)
+    assert accuracy(predict(model, digits.x_test), digits.y_test) > 0.5
+
+
+def test_divergence_is_reported_not_hidden(digits):
+    model = build_model("resnet20", digits.input_shape, digits.num_classes)
+    with torch.no_grad():
+        model.fc.weight.fill_(float("nan"))
+    records = train(model, digits.x_train[:64], digits.y_train[:64],
+                    TrainSettings(epochs=3, batch_size=32), seed=0, device=torch.device("cpu"))
+    assert len(records) == 1 and records[0]["status"] == "diverged"
+
+
+def test_finetuned_cell_starts_from_the_pretrained_weights(trained_fp32, digits):
+    fp_model, _ = trained_fp32
+    cell = build_cell_model("resnet20", "bnn", digits.input_shape, digits.num_classes, fp_model)
+    assert torch.equal(cell.layers[0].conv1.weight, fp_model.layers[0].conv1.weight)
+    assert torch.equal(cell.fc.weight, fp_model.fc.weight)
+
+
+def test_checkpoint_round_trip(tmp_path, trained_fp32, digits):
+    fp_model, _ = trained_fp32
+    cell = build_cell_model("resnet20", "bnn", digits.input_shape, digits.num_classes, fp_model)
+    meta = {"arch": "resnet20", "algorithm": "bnn", "input_shape": list(digits.input_shape),
+            "num_classes": digits.num_classes}
+    save_checkpoint(cell, tmp_path / "m.pt", meta)
+    loaded, got = load_checkpoint(tmp_path / "m.pt")
+    assert got == meta
+    x = digits.x_test[:16]
+    assert torch.equal(predict(loaded, x), predict(cell, x))
+
+
+def test_settings_and_device_are_checked():
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainSettings.from_config({"epochs": 1, "lr_decay": 2})
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            resolve_device("cuda")
