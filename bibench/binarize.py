@@ -69,12 +69,6 @@ def _make_binary(module: nn.Module, algorithm: Algorithm) -> BinarizedLayer:
     return new
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def binarize(
     model: nn.Module,
     algorithm: str | Algorithm,
@@ -113,11 +107,11 @@ def binarize(
                 "pass example_input to binarize()"
             )
         algo.setup_layer(layer, shapes.get(name, ()))  # also sets start-of-training schedules
-        _set_submodule(model, name, layer)
+        model.set_submodule(name, layer, strict=True)
     if replace_relu:
         for name, module in list(model.named_modules()):
             if type(module) is nn.ReLU:
-                _set_submodule(model, name, nn.Hardtanh())
+                model.set_submodule(name, nn.Hardtanh(), strict=True)
     for module in list(model.modules()):  # architecture-level parts, e.g. BERT bi-attention
         hook = getattr(module, "bibench_binarize", None)
         if callable(hook):

@@ -121,18 +121,28 @@ def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
         return _untrained(f"failed: {type(err).__name__}: {err}")
 
 
-def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
-               dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
-               model: str, table: str, pretrained: str | None) -> None:
+def _training_setup(dataset: dict[str, Any], device: str, threads: int, seed: int
+                    ) -> tuple[Any, TaskData]:
+    """What every training job does first: its thread count, device and data, then the seed
+    (after loading, so that the model's initialisation does not depend on the loader)."""
     import torch
 
-    from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
     from bibench.training.loop import resolve_device
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     data = _load_task(dataset)
     torch.manual_seed(int(seed))
+    return dev, data
+
+
+def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
+               dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
+               model: str, table: str, pretrained: str | None) -> None:
+
+    from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+
+    dev, data = _training_setup(dataset, device, threads, seed)
     upstream = "ok"
     if pretrained is None:
         net = build_cell_model(arch, FP32, data.input_shape, data.num_classes)
@@ -200,16 +210,11 @@ def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str
                 dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
                 pretrained: str | list, table: str) -> None:
     """One run of the sensitivity grid: train with `settings`, then the clean test metric."""
-    import torch
 
     from bibench.evaluation.predict import METRICS, predict
     from bibench.training.checkpoint import build_cell_model, load_checkpoint
-    from bibench.training.loop import resolve_device
 
-    torch.set_num_threads(threads)
-    dev = resolve_device(device)
-    data = _load_task(dataset)
-    torch.manual_seed(int(seed))
+    dev, data = _training_setup(dataset, device, threads, seed)
     fp_model = load_checkpoint(pretrained)[0] if algorithm != FP32 else None
     net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
     log.info("sensitivity %s %s/%s/%s seed %s: %s", setting, task, arch, algorithm, seed,

@@ -221,12 +221,6 @@ class OpenVINOBinaryConv(nn.Module):
         return y.squeeze(-1) if self.kind == "conv1d" else y
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def _check_lowered(module: OpenVINOBinaryConv, plan: LayerPlan) -> None:
     """The lowered layer must reproduce the binarized layer on the example's activations."""
     x = plan.example_input
@@ -407,7 +401,7 @@ def openvino_lowered(model: nn.Module, plans: list[LayerPlan]) -> tuple[nn.Modul
             readers[plan.input_id] = variant + 1
             lowered = OpenVINOBinaryConv(plan, variant)
             _check_lowered(lowered, plan)
-            _set_submodule(model, plan.name, lowered)
+            model.set_submodule(plan.name, lowered, strict=True)
         records.append(record)
     for name, module in model.named_modules():
         if hasattr(module, "algorithm") and not isinstance(module, BinarizedLayer):

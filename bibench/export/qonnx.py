@@ -303,20 +303,14 @@ class QONNXBinaryMatmul(nn.Module):
         return torch.matmul(bipolar_quant(a, self.unit), bipolar_quant(b, self.unit))
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
-
-
 def qonnx_lowered(model: nn.Module, example: Tensor) -> nn.Module:
     """A copy of `model` (eval mode) whose binarized layers are QONNXBinaryLayer modules."""
     model = copy.deepcopy(model).eval()
     for plan in plan_binarized_layers(model, example):
-        _set_submodule(model, plan.name, QONNXBinaryLayer(plan))
+        model.set_submodule(plan.name, QONNXBinaryLayer(plan), strict=True)
     for name, module in list(model.named_modules()):
         if type(module) is BinaryMatmul:
-            _set_submodule(model, name, QONNXBinaryMatmul())
+            model.set_submodule(name, QONNXBinaryMatmul(), strict=True)
     return model
 
 
