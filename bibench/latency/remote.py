@@ -272,75 +272,107 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
     output cannot be read."""
     validate_device(spec)
     s = {**DEFAULTS, **spec}
-    parser = PARSERS[s["parser"]]
-    command = s.get("command", parser.default_command)
-    fields = _placeholders(command)
     paths = [Path(m) for m in models]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"models to time on {s['name']!r} not found: {missing}")
     ssh = _Ssh(s)
-    run_id = f"run-{uuid.uuid4().hex[:12]}"
+    rundir = _make_rundir(ssh, s)
+    try:
+        names = _upload(ssh, s, rundir, paths)
+        values = {"python": s["python"], "engine": shlex.quote(engine), "threads": int(threads),
+                  "warmup": int(warmup), "repeats": int(repeats), "batch_size": int(batch_size),
+                  "rundir": rundir}
+        merged: list[dict[str, float]] = [{} for _ in paths]
+        for indices, extra in _plan_runs(s, names):
+            rows = _run_and_parse(ssh, s, rundir, values, extra, len(indices))
+            for i, row in zip(indices, rows, strict=True):
+                merged[i].update(row)
+    finally:
+        _remove_rundir(ssh, rundir)
+    return [_timing(s["name"], names[i], row) for i, row in enumerate(merged)]
+
+
+def _command(s: Mapping[str, Any]) -> str:
+    return s.get("command", PARSERS[s["parser"]].default_command)
+
+
+def _make_rundir(ssh: _Ssh, s: Mapping[str, Any]) -> str:
+    """A fresh run directory under the device's workdir (a shell word)."""
     workdir = s["workdir"].rstrip("/") or "/"
-    rundir = _shell_path(f"{workdir}/{run_id}")
-    names = [f"m{i}-{p.name}" for i, p in enumerate(paths)]
+    rundir = _shell_path(f"{workdir}/run-{uuid.uuid4().hex[:12]}")
     mkdir = f"mkdir -p {_shell_path(workdir)} && mkdir {rundir}"
     if s["ship_cli"]:
         mkdir += f" && mkdir -p {rundir}/bibench/latency"
     ssh.run(mkdir, what="creating the run directory")
+    return rundir
+
+
+def _upload(ssh: _Ssh, s: Mapping[str, Any], rundir: str, paths: list[Path]) -> list[str]:
+    """Copy the models (with the files they need) and, with ship_cli, the board-side program;
+    return the models' names in the run directory (m<i>- prefixed: two models may share a
+    file name)."""
+    for i, path in enumerate(paths):
+        for f in _files_of(path):
+            target = f"{rundir}/{shlex.quote(f'm{i}-{f.name}')}"
+            ssh.run(f"cat > {target}", what=f"copying {f}", stdin=f)
+    if s["ship_cli"]:
+        here = Path(__file__).resolve().parent.parent  # the bibench package
+        for name in _CLI_FILES:
+            ssh.run(f"cat > {rundir}/bibench/{name}", what=f"copying bibench/{name}",
+                    stdin=here / name)
+    return [f"m{i}-{p.name}" for i, p in enumerate(paths)]
+
+
+def _plan_runs(s: Mapping[str, Any], names: list[str]
+               ) -> list[tuple[list[int], dict[str, Any]]]:
+    """The command's runs: (indices of the models it times, its placeholder values)."""
+    fields = _placeholders(_command(s))
+    runs: list[tuple[list[int], dict[str, Any]]] = []
+    for pct in _PERCENTILES if "percentile" in fields else (None,):
+        if "models" in fields:
+            runs.append((list(range(len(names))),
+                         {"models": " ".join(shlex.quote(n) for n in names),
+                          "percentile": pct}))
+        else:
+            runs += [([i], {"model": shlex.quote(n), "percentile": pct})
+                     for i, n in enumerate(names)]
+    if len(names) > 1 and "models" not in fields:
+        log.info("%s: parser %s times one model per run: the models run one after the other "
+                 "(not interleaved in blocks of runs)", s["name"], s["parser"])
+    return runs
+
+
+def _run_and_parse(ssh: _Ssh, s: Mapping[str, Any], rundir: str, values: dict[str, Any],
+                   extra: dict[str, Any], n_models: int) -> list[dict[str, float]]:
+    """One run of the command: its rows, one per model; a tail-percentile run keeps only its
+    percentile (the counts are the median run's)."""
+    cmd = _command(s).format(**values, **extra)
+    out = ssh.run(f"cd {rundir} && {cmd}", what=f"running `{cmd}`")
     try:
-        for i, path in enumerate(paths):
-            for f in _files_of(path):
-                target = f"{rundir}/{shlex.quote(f'm{i}-{f.name}')}"
-                ssh.run(f"cat > {target}", what=f"copying {f}", stdin=f)
-        if s["ship_cli"]:
-            here = Path(__file__).resolve().parent.parent  # the bibench package
-            for name in _CLI_FILES:
-                ssh.run(f"cat > {rundir}/bibench/{name}", what=f"copying bibench/{name}",
-                        stdin=here / name)
-        values = {"python": s["python"], "engine": shlex.quote(engine), "threads": int(threads),
-                  "warmup": int(warmup), "repeats": int(repeats), "batch_size": int(batch_size),
-                  "rundir": rundir}
-        runs: list[tuple[list[int], dict[str, Any]]] = []
-        for pct in _PERCENTILES if "percentile" in fields else (None,):
-            if "models" in fields:
-                runs.append((list(range(len(paths))),
-                             {"models": " ".join(shlex.quote(n) for n in names),
-                              "percentile": pct}))
-            else:
-                runs += [([i], {"model": shlex.quote(n), "percentile": pct})
-                         for i, n in enumerate(names)]
-        if len(paths) > 1 and "models" not in fields:
-            log.info("%s: parser %s times one model per run: the models run one after the other "
-                     "(not interleaved in blocks of runs)", s["name"], s["parser"])
-        merged: list[dict[str, float]] = [{} for _ in paths]
-        for indices, extra in runs:
-            cmd = command.format(**values, **extra)
-            out = ssh.run(f"cd {rundir} && {cmd}", what=f"running `{cmd}`")
-            try:
-                rows = parser.parse(out)
-            except ValueError as e:
-                raise RuntimeError(f"remote device {s['name']!r}: cannot read the output of "
-                                   f"`{cmd}` with parser {s['parser']!r}: {e}\nstdout (tail):\n"
-                                   f"{out.strip()[-_STDERR_TAIL:]}") from None
-            if len(rows) != len(indices):
-                raise RuntimeError(f"remote device {s['name']!r}: `{cmd}` reported {len(rows)} "
-                                   f"results for {len(indices)} model(s)")
-            pct = extra["percentile"]
-            for i, row in zip(indices, rows, strict=True):
-                if pct not in (None, 50):  # a tail run: only its percentile (counts: median's)
-                    if f"p{pct}_ms" not in row:
-                        raise RuntimeError(f"remote device {s['name']!r}: `{cmd}` did not report "
-                                           f"the {pct}th percentile (is {{percentile}} passed "
-                                           f"to the tool?)")
-                    row = {f"p{pct}_ms": row[f"p{pct}_ms"]}
-                merged[i].update(row)
-    finally:
-        try:
-            ssh.run(f"rm -rf {rundir}", what="removing the run directory")
-        except RuntimeError as e:
-            log.warning("%s", e)
-    return [_timing(s["name"], names[i], row) for i, row in enumerate(merged)]
+        rows = PARSERS[s["parser"]].parse(out)
+    except ValueError as e:
+        raise RuntimeError(f"remote device {s['name']!r}: cannot read the output of "
+                           f"`{cmd}` with parser {s['parser']!r}: {e}\nstdout (tail):\n"
+                           f"{out.strip()[-_STDERR_TAIL:]}") from None
+    if len(rows) != n_models:
+        raise RuntimeError(f"remote device {s['name']!r}: `{cmd}` reported {len(rows)} "
+                           f"results for {n_models} model(s)")
+    pct = extra["percentile"]
+    if pct in (None, 50):
+        return rows
+    if any(f"p{pct}_ms" not in row for row in rows):
+        raise RuntimeError(f"remote device {s['name']!r}: `{cmd}` did not report "
+                           f"the {pct}th percentile (is {{percentile}} passed to the tool?)")
+    return [{f"p{pct}_ms": row[f"p{pct}_ms"]} for row in rows]
+
+
+def _remove_rundir(ssh: _Ssh, rundir: str) -> None:
+    """Best effort: a failed removal is logged, never hides the run's own outcome."""
+    try:
+        ssh.run(f"rm -rf {rundir}", what="removing the run directory")
+    except RuntimeError as e:
+        log.warning("%s", e)
 
 
 def _timing(device: str, model: str, row: dict[str, float]) -> Timing:
