@@ -116,7 +116,7 @@ def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
     try:
         return train(net, data.x_train, data.y_train, TrainSettings.from_config(settings),
                      seed=int(seed), device=dev, task_type=data.task_type)
-    except Exception as err:  # noqa: BLE001  reported in the cell's rows and the report
+    except Exception as err:  # reported in the cell's rows and the report
         log.exception("training failed")
         return _untrained(f"failed: {type(err).__name__}: {err}")
 

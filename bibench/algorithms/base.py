@@ -55,34 +55,34 @@ def polynomial_grad(x: Tensor, grad: Tensor) -> Tensor:
 
 class _SignClipSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return _hard_sign(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         return clip_ste_grad(x, grad)
 
 
 class _SignIdentitySTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor) -> Tensor:
         return _hard_sign(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> Tensor:
         return grad
 
 
 class _SignPolynomial(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return _hard_sign(x)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         return polynomial_grad(x, grad)
 
@@ -285,7 +285,7 @@ class BinarizedLayer(nn.Module):
     def _product(self, x: Tensor, weight: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         algo = self.algorithm
         y = self._product(algo.binarize_input(self, x), algo.binarize_weight(self, self.weight))
         y = algo.scale_output(self, x, y)
@@ -342,6 +342,6 @@ class BinaryMatmul(nn.Module):
         super().__init__()
         self.algorithm = algorithm
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
         sign = self.algorithm.activation_sign
         return torch.matmul(sign(a), sign(b))

@@ -51,14 +51,14 @@ class _FourierSign(torch.autograd.Function):
     """sign(x) + c sin(x): gradient Fourier(x) + c cos(x) in one fused backward (c may be 0)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, n: int, c: float) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, n: int, c: float) -> Tensor:
         ctx.save_for_backward(x)
         ctx.n, ctx.c = n, c
         out = hard_sign(x)
         return out.add_(torch.sin(x), alpha=c) if c else out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
         g = fourier_sign_grad(x, grad, ctx.n)
         if ctx.c:
@@ -89,7 +89,7 @@ class NoiseMLP(nn.Module):
         nn.init.zeros_(self.fc1.bias)
         self.spatial_dims = spatial_dims
 
-    def forward(self, t: Tensor, base: Tensor, alpha: float = 1.0) -> Tensor:  # noqa: D102
+    def forward(self, t: Tensor, base: Tensor, alpha: float = 1.0) -> Tensor:
         # alpha scales fc2 (a tiny tensor) rather than the output (a full pass)
         w2, b2 = self.fc2.weight * alpha, self.fc2.bias * alpha
         if self.spatial_dims == 0:

@@ -106,11 +106,11 @@ class _FakeQuantize01(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, in_low: Tensor, in_high: Tensor, low: Tensor, high: Tensor
-                ) -> Tensor:  # noqa: D102
+                ) -> Tensor:
         return torch.where(x > in_high, high, low)
 
     @staticmethod
-    def symbolic(g, x, in_low, in_high, low, high):  # noqa: D102
+    def symbolic(g, x, in_low, in_high, low, high):
         out = g.op(f"{OV_DOMAIN}::FakeQuantize", x, in_low, in_high, low, high, levels_i=2)
         out.setType(x.type())
         return out
@@ -208,7 +208,7 @@ class OpenVINOBinaryConv(nn.Module):
             return y[:, :, None, None] if y.dim() == 2 else y.transpose(1, 2)[..., None]
         return y[..., None] if self.kind == "conv1d" else y
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         three_d_linear = self.kind == "linear" and x.dim() == 3
         x = self._to4d(x)
         if self.pad:

@@ -247,11 +247,11 @@ class _BipolarQuant(torch.autograd.Function):
     """where(x >= 0, 1, -1) * scale; exported as QONNX's BipolarQuant node."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor, scale: Tensor) -> Tensor:
         return hard_sign(x) * scale
 
     @staticmethod
-    def symbolic(g, x, scale):  # noqa: D102
+    def symbolic(g, x, scale):
         out = g.op(f"{QONNX_DOMAIN}::BipolarQuant", x, scale)
         out.setType(x.type())
         return out
@@ -281,7 +281,7 @@ class QONNXBinaryLayer(nn.Module):
         self.runtime_scale = plan.output_scale == SCALE_RUNTIME
         self.register_buffer("gain", None if plan.gain is None else plan.gain.clone())
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         layer = self._layer[0]
         xb = bipolar_quant(x - self.threshold if self.shift else x, self.unit)
         y = _product(layer, xb, bipolar_quant(self.signs, self.unit)) * self.weight_scale
@@ -299,7 +299,7 @@ class QONNXBinaryMatmul(nn.Module):
         super().__init__()
         self.register_buffer("unit", torch.ones(()))
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return torch.matmul(bipolar_quant(a, self.unit), bipolar_quant(b, self.unit))
 
 

@@ -86,18 +86,18 @@ BERT_CONFIGS = {
 class MatMul(nn.Module):
     """torch.matmul as a module, so that a binarizer can find and replace it."""
 
-    def forward(self, a: Tensor, b: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
         return torch.matmul(a, b)
 
 
 class _BoolSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return (x >= 0).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         return grad * (x.abs() <= 1).to(grad.dtype)
 
@@ -118,7 +118,7 @@ class BoolSignMatMul(nn.Module):
         super().__init__()
         self.algorithm = algorithm
 
-    def forward(self, attn: Tensor, v: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, attn: Tensor, v: Tensor) -> Tensor:
         return torch.matmul(attn, self.algorithm.activation_sign(v))
 
 
@@ -136,7 +136,7 @@ class BertEmbeddings(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, ids: Tensor, token_types: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, ids: Tensor, token_types: Tensor) -> Tensor:
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.word_embeddings(ids) + self.position_embeddings(positions)[None]
         x = x + self.token_type_embeddings(token_types)
@@ -200,7 +200,7 @@ class BertSelfOutput(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, residual: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
@@ -210,7 +210,7 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(cfg)
         self.output = BertSelfOutput(cfg)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.output(self.self(x, mask), x)
 
 
@@ -220,7 +220,7 @@ class BertIntermediate(nn.Module):
         self.dense = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.intermediate_act_fn = nn.GELU()
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.intermediate_act_fn(self.dense(x))
 
 
@@ -231,7 +231,7 @@ class BertOutput(nn.Module):
         self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
 
-    def forward(self, x: Tensor, residual: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, residual: Tensor) -> Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)
 
 
@@ -242,7 +242,7 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(cfg)
         self.output = BertOutput(cfg)
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         a = self.attention(x, mask)
         return self.output(self.intermediate(a), a)
 
@@ -252,7 +252,7 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(cfg) for _ in range(cfg.num_hidden_layers))
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         for layer in self.layer:
             x = layer(x, mask)
         return x
@@ -264,7 +264,7 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.activation = nn.Tanh()
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.activation(self.dense(x[:, 0]))
 
 
@@ -291,7 +291,7 @@ class BertClassifier(nn.Module):
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         x = x.long()
         if x.dim() == 3:
             ids, token_types = x[:, 0], x[:, 1]

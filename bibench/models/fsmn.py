@@ -51,7 +51,7 @@ class FSMNLayer(nn.Module):
         self.pad = (left * stride, right * stride)
         self.skip = skip and dim == proj
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         p = self.bn_project(self.project(self.act(self.bn_hidden(self.hidden(x)))))
         m = p + self.bn_memory(self.memory(F.pad(p, self.pad)))
         return m + x if self.skip else m
@@ -70,7 +70,7 @@ class FSMN(nn.Module):
         ))
         self.fc = nn.Linear(proj, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:  # (N, 1, T, F)
             x = x.squeeze(1)
         x = x.transpose(1, 2)  # (N, F, T): features are the Conv1d channels

@@ -51,7 +51,7 @@ def ema_max_offset(n: int) -> float:
 class EMAMax(nn.Module):
     """Entropy-maximizing max aggregation over the last dim: max_i x_i - delta*(n)."""
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return x.amax(dim=-1) - ema_max_offset(x.shape[-1])
 
 
@@ -79,7 +79,7 @@ class TNet(nn.Module):
         )
         self.transform = nn.Linear(256, k * k)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         t = self.transform(self.fcs(self.pool(self.convs(x))))
         eye = torch.eye(self.k, dtype=t.dtype, device=t.device)
         return t.view(-1, self.k, self.k) + eye
@@ -98,7 +98,7 @@ class PointNetEncoder(nn.Module):
         self.mlp2 = shared_mlp((64, 64, 128, 1024), last_relu=False)
         self.pool = EMAMax()
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.input_tnet is not None:
             t = self.input_tnet(x)
             xyz = torch.bmm(t.transpose(1, 2), x[:, : self.coords])  # (x^T T)^T
@@ -123,7 +123,7 @@ class PointNet(nn.Module):
             nn.Linear(256, num_classes),
         )
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x)[0])
 
 
@@ -139,7 +139,7 @@ class PointNetSeg(nn.Module):
         self.encoder = PointNetEncoder(in_channels, tnets)
         self.seg = nn.Sequential(shared_mlp((1088, 512, 256, 128)), nn.Conv1d(128, num_parts, 1))
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         glob, points = self.encoder(x)
         glob = glob.unsqueeze(-1).expand(-1, -1, points.shape[-1])
         return self.seg(torch.cat([points, glob], dim=1))
