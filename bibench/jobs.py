@@ -300,6 +300,7 @@ def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
     return False
 
 
+# long: writes and checks three forms inline; one function per form is issue 18's split
 def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
            settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, qonnx: str,
            openvino: str, table: str, complexity: str) -> None:

@@ -323,19 +323,10 @@ def binary_ir(onnx_path: str | Path, xml_path: str | Path) -> int:
     replaced = 0
     keep_alive = []  # ov.Tensor shares the numpy buffer: it must outlive the saved model
     for conv in model.get_ordered_ops():
-        if conv.get_type_name() != "Convolution":
+        weights = _binary_weights(conv)
+        if weights is None:
             continue
         fq = conv.input_value(0).get_node()
-        weights = _const(conv.input_value(1).get_node())
-        if fq.get_type_name() != "FakeQuantize" or weights is None:
-            continue
-        lows = [_const(fq.input_value(i).get_node()) for i in (3, 4)]
-        if fq.get_levels() != 2 or any(v is None for v in lows) or not (
-            np.all(lows[0] == 0) and np.all(lows[1] == 1)
-        ):
-            continue
-        if not np.all(np.abs(weights) == 1):
-            continue
         (mul,) = [i.get_node() for i in conv.output(0).get_target_inputs()]
         (add,) = [i.get_node() for i in mul.output(0).get_target_inputs()]
         mult = _const(mul.input_value(1).get_node())
@@ -368,8 +359,29 @@ def binary_ir(onnx_path: str | Path, xml_path: str | Path) -> int:
         add.output(0).replace(out.output(0))
         replaced += 1
     model.validate_nodes_and_infer_types()
-    xml_path = Path(xml_path)
+    _save_ir(ov, model, Path(xml_path))
+    return replaced
 
+
+def _binary_weights(conv) -> np.ndarray | None:
+    """The +-1 weights of a Convolution fed by a 2-level FakeQuantize to 0/1 (the binary
+    form's pattern), or None for any other node."""
+    if conv.get_type_name() != "Convolution":
+        return None
+    fq = conv.input_value(0).get_node()
+    weights = _const(conv.input_value(1).get_node())
+    if fq.get_type_name() != "FakeQuantize" or weights is None:
+        return None
+    lows = [_const(fq.input_value(i).get_node()) for i in (3, 4)]
+    if fq.get_levels() != 2 or any(v is None for v in lows) or not (
+        np.all(lows[0] == 0) and np.all(lows[1] == 1)
+    ):
+        return None
+    return weights if np.all(np.abs(weights) == 1) else None
+
+
+def _save_ir(ov, model, xml_path: Path) -> None:
+    """model.xml and model.bin, each replaced atomically."""
     def write(tmp: str) -> None:
         tmp_xml = Path(tmp).with_suffix(".xml")
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
@@ -377,7 +389,6 @@ def binary_ir(onnx_path: str | Path, xml_path: str | Path) -> int:
         tmp_xml.replace(tmp)
 
     atomic_write(xml_path, write)
-    return replaced
 
 
 # --------------------------------------------------------------------------------------------

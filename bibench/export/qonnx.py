@@ -140,11 +140,21 @@ def _plan_layer(name: str, layer: BinarizedLayer, x: Tensor) -> LayerPlan:
     if not torch.equal(weight.abs(), weight_scale.view(view).expand_as(weight)):
         plan.problem = "its binary weights are not +-(one constant scale per output channel)"
         return plan
+    _plan_output_scale(plan, x, y1, scaled, gain)
+    return plan
+
+
+def _plan_output_scale(plan: LayerPlan, x: Tensor, y1: Tensor, scaled: Tensor, gain: Tensor
+                       ) -> None:
+    """How the layer re-scales its binary product `y1` into `scaled`: none, a constant
+    per-channel factor (foldable), a constant spatial map or a factor computed at run time
+    (both not deployable: `plan.problem` says why)."""
+    layer, algo = plan.layer, plan.layer.algorithm
     if torch.equal(scaled, y1):
-        return plan
+        return
     if not torch.allclose(scaled, y1 * gain, rtol=1e-5, atol=1e-6 * float(y1.abs().max())):
         plan.problem = "its output re-scaling is not a multiplication by a scale map"
-        return plan
+        return
     # Does the scale depend on the input? Try it on other inputs of the same batch shape.
     with torch.no_grad():
         others = [x * 2.0, x.flip(0), torch.randn_like(x)]
@@ -159,7 +169,7 @@ def _plan_layer(name: str, layer: BinarizedLayer, x: Tensor) -> LayerPlan:
             "(activation re-scaling, e.g. XNOR's K map): a binary engine's conv only applies "
             "constant per-channel factors after the popcount"
         )
-        return plan
+        return
     plan.gain = gain[:1].clone()
     per_channel = _per_channel(gain, layer)
     if per_channel is None:
@@ -169,10 +179,9 @@ def _plan_layer(name: str, layer: BinarizedLayer, x: Tensor) -> LayerPlan:
             "e.g. XNOR++'s Gamma): it cannot fold into BatchNorm or the binary conv's "
             "per-channel output transform"
         )
-        return plan
+        return
     plan.output_scale = SCALE_CHANNEL
-    plan.multiplier = weight_scale * per_channel
-    return plan
+    plan.multiplier = plan.weight_scale * per_channel
 
 
 PLAN_SAMPLES = 4  # samples of the example batch the analysis runs on (memory: kept per layer)

@@ -107,29 +107,14 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                 continue  # nothing binary to time: the FP32 model is the baseline itself
             form = ENGINE_FORMS[engine]
             status = _form_status(exports, form)
-            model = files[form]
             if form == "onnx":  # float weights: the file is the storage
                 stored = onnx.stat().st_size
             else:  # the engine's own file, as the export job measured it
                 stored = int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
-            paths = [model] if algorithm == FP32 else [model, fp32_onnx]
+            paths = [files[form]] if algorithm == FP32 else [files[form], fp32_onnx]
             for threads in thread_counts(device, settings, max_threads):
-                own = fp32 = Timing(_NAN, _NAN, _NAN, 0)
-                executed, row_status = -1, status
-                if status == "ok":
-                    try:
-                        if device["kind"] == "local":
-                            timings, executed = _time_local(engine, paths, example, threads,
-                                                            settings)
-                        else:
-                            timings = _time_remote(name, device, engine, paths, threads,
-                                                   settings)
-                        own, fp32 = timings[0], timings[-1]
-                    except Exception as err:  # noqa: BLE001  a row with the reason
-                        row_status = f"failed: {type(err).__name__}: {err}"[:500]
-                    if engine == "openvino_binary" and executed == 0:
-                        row_status = ("failed: the compiled model runs no BinaryConvolution "
-                                      "(float fallback)")
+                own, fp32, executed, row_status = _time_engine(
+                    name, device, engine, paths, example, threads, settings, status)
                 rows.append({
                     "device_name": name, "device_kind": device["kind"], "engine": engine,
                     "status": row_status,
@@ -145,3 +130,26 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                     "device": name, "precision": ENGINE_PRECISION[engine], "threads": threads,
                 })
     return rows
+
+
+def _time_engine(name: str, device: dict[str, Any], engine: str, paths: list[Path],
+                 example: Any, threads: int, settings: dict[str, Any], status: str
+                 ) -> tuple[Timing, Timing, int, str]:
+    """(the model's timing, the FP32 model's, BinaryConvolution count, row status) of one
+    device x engine x thread count; a form that is not ok, or a failed run, is a row with
+    its reason and NaN timings."""
+    own = fp32 = Timing(_NAN, _NAN, _NAN, 0)
+    executed = -1
+    if status != "ok":
+        return own, fp32, executed, status
+    try:
+        if device["kind"] == "local":
+            timings, executed = _time_local(engine, paths, example, threads, settings)
+        else:
+            timings = _time_remote(name, device, engine, paths, threads, settings)
+        own, fp32 = timings[0], timings[-1]
+    except Exception as err:  # noqa: BLE001  a row with the reason
+        status = f"failed: {type(err).__name__}: {err}"[:500]
+    if engine == "openvino_binary" and executed == 0:
+        status = "failed: the compiled model runs no BinaryConvolution (float fallback)"
+    return own, fp32, executed, status

@@ -157,6 +157,12 @@ def validate_device(spec: Mapping[str, Any]) -> None:
     s = {**DEFAULTS, **spec}
     if s["kind"] not in KINDS:
         raise ValueError(f"{where}: kind: {s['kind']!r} is not one of {', '.join(KINDS)}")
+    _check_connection(s, where)
+    _check_command(s, where)
+
+
+def _check_connection(s: Mapping[str, Any], where: str) -> None:
+    """How to reach the device and run there: host, port, workdir, ssh and its timeouts."""
     host = s.get("host")
     if not isinstance(host, str) or not host.strip():
         raise ValueError(f"{where}: host: missing (e.g. pi@10.0.0.5 or an alias of ~/.ssh/config)")
@@ -172,9 +178,6 @@ def validate_device(spec: Mapping[str, Any]) -> None:
     opts = s["ssh_options"]
     if not isinstance(opts, list) or not all(isinstance(o, str) for o in opts):
         raise ValueError(f"{where}: ssh_options: must be a list of strings")
-    if s["parser"] not in PARSERS:
-        raise ValueError(f"{where}: parser: {s['parser']!r} is not one of "
-                         f"{', '.join(sorted(PARSERS))}")
     if not isinstance(s["python"], str) or not s["python"].strip():
         raise ValueError(f"{where}: python: must be a non-empty command")
     if not isinstance(s["ship_cli"], bool):
@@ -183,6 +186,13 @@ def validate_device(spec: Mapping[str, Any]) -> None:
         value = s[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValueError(f"{where}: {key}: must be a positive number of seconds")
+
+
+def _check_command(s: Mapping[str, Any], where: str) -> None:
+    """The parser, and the command template: placeholders known, and those its parser reads."""
+    if s["parser"] not in PARSERS:
+        raise ValueError(f"{where}: parser: {s['parser']!r} is not one of "
+                         f"{', '.join(sorted(PARSERS))}")
     parser = PARSERS[s["parser"]]
     command = s.get("command", parser.default_command)
     if not isinstance(command, str) or not command.strip():

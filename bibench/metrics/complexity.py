@@ -54,7 +54,28 @@ def _product_flops(layer: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> in
 
 def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
     """Per-layer cost of `model` for one sample shaped like example[0]."""
-    example = example[:1]
+    shapes, counted = _trace(model, example[:1])
+    costs = []
+    covered: set[str] = set()
+    for name, module in model.named_modules():
+        own_params = sum(p.numel() for p in module.parameters(recurse=False))
+        if isinstance(module, BinarizedLayer) and name in shapes:
+            costs.append(_binary_cost(name, module, *shapes[name]))
+            covered.update(n for n, _ in module.named_modules(prefix=name))
+        elif name in covered:
+            continue
+        elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
+            flops = counted.get(name, 0) if name in shapes else 0
+            costs.append(LayerCost(
+                params=own_params, fp_params=own_params, binary_params=0, flops=flops,
+                fp_flops=flops, binary_flops=0, layer=name, layer_type=type(module).__name__))
+    return costs
+
+
+def _trace(model: nn.Module, example: torch.Tensor
+           ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, int]]:
+    """One eval-mode forward pass: each conv/linear layer's (input, output), and torch's FLOP
+    count per module (the model's training mode is restored)."""
     shapes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = []
 
@@ -81,33 +102,23 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
         name.split(".", 1)[1] if "." in name else "": sum(ops.values())
         for name, ops in counter.get_flop_counts().items()
     }
-    costs = []
-    covered: set[str] = set()
-    for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False)]
-        own_params = sum(p.numel() for p in own)
-        if isinstance(module, BinarizedLayer) and name in shapes:
-            inp, out = shapes[name]
-            algo = module.algorithm
-            binary_params = module.weight.numel()
-            bias = module.bias.numel() if module.bias is not None else 0
-            fp_params = bias + algo.extra_fp_params(module)
-            binary_flops = _product_flops(module, inp, out)
-            fp_flops = algo.extra_fp_ops(module, tuple(out.shape[1:]))
-            costs.append(LayerCost(
-                params=binary_params + fp_params, fp_params=fp_params,
-                binary_params=binary_params, flops=binary_flops + fp_flops, fp_flops=fp_flops,
-                binary_flops=binary_flops, layer=name, layer_type=type(module).__name__,
-                binary=True))
-            covered.update(n for n, _ in module.named_modules(prefix=name))
-        elif name in covered:
-            continue
-        elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
-            flops = counted.get(name, 0) if name in shapes else 0
-            costs.append(LayerCost(
-                params=own_params, fp_params=own_params, binary_params=0, flops=flops,
-                fp_flops=flops, binary_flops=0, layer=name, layer_type=type(module).__name__))
-    return costs
+    return shapes, counted
+
+
+def _binary_cost(name: str, module: BinarizedLayer, inp: torch.Tensor, out: torch.Tensor
+                 ) -> LayerCost:
+    """A binarized layer: 1-bit weights and products, plus what its algorithm keeps in FP32
+    (bias, scaling factors and their operations)."""
+    algo = module.algorithm
+    binary_params = module.weight.numel()
+    bias = module.bias.numel() if module.bias is not None else 0
+    fp_params = bias + algo.extra_fp_params(module)
+    binary_flops = _product_flops(module, inp, out)
+    fp_flops = algo.extra_fp_ops(module, tuple(out.shape[1:]))
+    return LayerCost(
+        params=binary_params + fp_params, fp_params=fp_params, binary_params=binary_params,
+        flops=binary_flops + fp_flops, fp_flops=fp_flops, binary_flops=binary_flops,
+        layer=name, layer_type=type(module).__name__, binary=True)
 
 
 def totals(costs: list[LayerCost]) -> Totals:
