@@ -1,0 +1,156 @@
+"""The measured results of the bench/ scripts, kept as JSON and shown in docs/measurements.md.
+
+Record a benchmark's latest result (the command must print its JSON on stdout, i.e. take
+`--json`); the file bench/results/NAME.json keeps the date, the CPU model, its ISA flags, the
+load average, the command and the result:
+
+    python bench/measurements.py record latency -- python bench/latency.py --reference --json
+
+Rebuild the tables of docs/measurements.md from every bench/results/*.json (the text between a
+benchmark's markers is replaced; a benchmark without markers gets a new section at the end):
+
+    python bench/measurements.py rebuild [--check]
+
+`--check` changes nothing and exits 1 when the page is not what the JSON files give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOC = REPO / "docs" / "measurements.md"
+# The ISA flags that decide kernel speed here (binary popcount, vector width, bf16/AMX).
+ISA_FLAGS = re.compile(r"^(avx\w*|fma|f16c|popcnt|amx\w*|sse4_2|neon|asimd\w*|sve\w*)$")
+
+
+def cpu_facts() -> dict[str, Any]:
+    """CPU model, its speed-relevant ISA flags (from lscpu), core count and load average."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.CalledProcessError):
+        text = ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = sorted(f for f in fields.get("Flags", "").split() if ISA_FLAGS.match(f))
+    return {"cpu_model": fields.get("Model name", platform.processor() or "unknown"),
+            "isa": " ".join(flags), "cores": os.cpu_count(),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def record(name: str, command: list[str], results: Path = RESULTS, note: str = "") -> Path:
+    """Run `command` (in the current directory), read its JSON from stdout, write
+    results/NAME.json; return the path."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise SystemExit(f"benchmark name {name!r}: lower-case letters, digits and _")
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr}")
+    try:
+        result = json.loads(proc.stdout)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"{' '.join(command)} printed no JSON ({err}): pass --json") from None
+    entry = {"benchmark": name, "date": started.isoformat().replace("+00:00", "Z"),
+             "command": " ".join(command), **cpu_facts(), "result": result}
+    if note:
+        entry["note"] = note
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | dict):
+        value = json.dumps(value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render(entry: dict[str, Any]) -> str:
+    """The block of one benchmark: where and when it was measured, then its result as a table
+    (one row per key; a key whose value is an object gets a column per field)."""
+    load = ", ".join(str(v) for v in entry.get("load_average", []))
+    lines = [f"Measured {entry['date']} on {entry['cpu_model']} ({entry['cores']} cores; ISA: "
+             f"{entry['isa'] or 'n/a'}; load average {load or 'n/a'}) with "
+             f"`{entry['command']}`."]
+    if entry.get("note"):
+        lines.append(f"{entry['note']}")
+    result = entry["result"]
+    lines.append("")
+    if isinstance(result, dict) and result and all(isinstance(v, dict) for v in result.values()):
+        columns = list(dict.fromkeys(k for row in result.values() for k in row))
+        lines += ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        for key, row in result.items():
+            lines.append(f"| {key} | " + " | ".join(_cell(row.get(c, "")) for c in columns)
+                         + " |")
+    elif isinstance(result, dict):
+        lines += ["| | value |", "|---|---|"]
+        lines += [f"| {key} | {_cell(value)} |" for key, value in result.items()]
+    else:
+        lines.append(f"`{_cell(result)}`")
+    return "\n".join(lines)
+
+
+def rebuild(doc_text: str, results: Path = RESULTS) -> str:
+    """`doc_text` with each benchmark's block replaced by the one its JSON file gives."""
+    for path in sorted(results.glob("*.json")):
+        entry = json.loads(path.read_text())
+        name = path.stem
+        begin, end = f"<!-- BEGIN {name} (bench/measurements.py) -->", f"<!-- END {name} -->"
+        block = f"{begin}\n{render(entry)}\n{end}"
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), flags=re.S)
+        if pattern.search(doc_text):
+            doc_text = pattern.sub(lambda _m, b=block: b, doc_text)
+        else:
+            doc_text = doc_text.rstrip("\n") + f"\n\n## {name}\n\n{block}\n"
+    return doc_text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    rec = sub.add_parser("record", help="run a benchmark and keep its JSON result")
+    rec.add_argument("name")
+    rec.add_argument("--note", default="", help="what the reader must know about this run")
+    rec.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
+    reb = sub.add_parser("rebuild", help="rebuild docs/measurements.md from the JSON files")
+    reb.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
+    for p in (rec, reb):
+        p.add_argument("--results", type=Path, default=RESULTS)
+    reb.add_argument("--doc", type=Path, default=DOC)
+    args = parser.parse_args(argv)
+    if args.action == "record":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("record: give the command after --")
+        print(record(args.name, command, args.results, args.note))
+        return 0
+    old = args.doc.read_text()
+    new = rebuild(old, args.results)
+    if args.check:
+        if new != old:
+            print(f"{args.doc} is out of date: run python bench/measurements.py rebuild")
+            return 1
+        return 0
+    args.doc.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
