@@ -69,6 +69,16 @@ def _make_binary(module: nn.Module, algorithm: Algorithm) -> BinarizedLayer:
     return new
 
 
+def _unordered_position_layers(model: nn.Module, names: dict[str, nn.Module]) -> set[str]:
+    """Layers inside a module that declares `bibench_unordered_positions` (PointNet: points)."""
+    prefixes = [
+        f"{name}." if name else ""
+        for name, module in model.named_modules()
+        if getattr(module, "bibench_unordered_positions", False)
+    ]
+    return {n for n in names if any(n.startswith(p) for p in prefixes)}
+
+
 def binarize(
     model: nn.Module,
     algorithm: str | Algorithm,
@@ -84,29 +94,29 @@ def binarize(
     finetuning starts from the pretrained model), except the first and last layers in execution
     order and those whose qualified name matches a `keep_fp` glob pattern. ReLU becomes Hardtanh
     (paper Sec. 4). `example_input` (one batch) gives execution order and output shapes; it is
-    required by algorithms whose parameters are sized from the layer output (XNOR++).
+    required by algorithms whose parameters are sized from the layer output (XNOR++). Without
+    it the declaration order stands in for the execution order. Layers the example forward
+    does not reach are binarized too but never count as first or last.
     """
     algo = get_algorithm(algorithm) if isinstance(algorithm, str) else algorithm
     model = copy.deepcopy(model)
     candidates = _candidate_layers(model)
+    # Execution order: with an example input only the layers its forward reaches count, so a
+    # layer the forward never runs (an unused auxiliary head) cannot pass for the last layer.
     if example_input is not None:
         order, shapes = _trace(model, example_input, candidates)
-        order += [n for n in candidates if n not in shapes]  # layers the forward did not reach
     else:
         order, shapes = list(candidates), {}
-    full_precision = {n for n in order if any(fnmatch.fnmatchcase(n, p) for p in keep_fp)}
+    full_precision = {n for n in candidates if any(fnmatch.fnmatchcase(n, p) for p in keep_fp)}
     if keep_first_last and order:
         full_precision |= {order[0], order[-1]}
-    for name in order:
-        if name in full_precision:
-            continue
+    to_binarize = [n for n in candidates if n not in full_precision]
+    _check_shapes_known(algo, to_binarize, shapes, example_input is not None)
+    unordered = _unordered_position_layers(model, candidates)
+    for name in to_binarize:
         layer = _make_binary(candidates[name], algo)
-        if name not in shapes and algo.needs_output_shape:
-            raise ValueError(
-                f"algorithm {algo.name!r} sizes its parameters from the layer output: "
-                "pass example_input to binarize()"
-            )
-        algo.setup_layer(layer, shapes.get(name, ()))  # also sets start-of-training schedules
+        layer.ordered_positions = name not in unordered
+        algo.setup_layer(layer, shapes.get(name, ()))  # also registers the schedule buffers
         model.set_submodule(name, layer, strict=True)
     if replace_relu:
         for name, module in list(model.named_modules()):
@@ -118,6 +128,24 @@ def binarize(
             hook(algo)
     model.bibench_algorithm = algo.name
     return model
+
+
+def _check_shapes_known(algo: Algorithm, names: list[str], shapes: dict, traced: bool) -> None:
+    """Stop before any work when an algorithm that needs output shapes cannot have them."""
+    if not algo.needs_output_shape or not names:
+        return
+    if not traced:
+        raise ValueError(
+            f"algorithm {algo.name!r} sizes its parameters from the layer output: "
+            "pass example_input to binarize()"
+        )
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise ValueError(
+            f"algorithm {algo.name!r} sizes its parameters from the layer output, and the "
+            f"example forward does not reach {missing}: keep them full precision (keep_fp) "
+            "or remove them"
+        )
 
 
 def binarized_layers(model: nn.Module) -> Iterator[tuple[str, BinarizedLayer]]:

@@ -109,15 +109,33 @@ def test_extra_fp_params_and_ops():
 # --------------------------------------------------------------------------------------------
 
 
-def test_hard_sign_maps_zero_to_plus_one():
-    x = torch.tensor([-2.0, -1e-30, -0.0, 0.0, 1e-30, 3.0])
-    assert hard_sign(x).tolist() == [-1, -1, 1, 1, 1, 1]
+def test_hard_sign_maps_zero_to_plus_one_and_keeps_nan():
+    x = torch.tensor([-2.0, -1e-30, -1e-45, -0.0, 0.0, 1e-45, 1e-30, 3.0, 3e38, -3e38])
+    assert hard_sign(x).tolist() == [-1, -1, -1, 1, 1, 1, 1, 1, 1, -1]
+    diverged = hard_sign(torch.tensor([math.nan, -math.nan, math.inf, -math.inf, 1.0]))
+    assert diverged.isnan().tolist() == [True, True, True, True, False]
 
 
-def test_clip_ste_gradient():
-    x = torch.tensor([-1.5, -1.0, -0.3, 0.0, 0.7, 1.0, 1.0001], requires_grad=True)
+def test_clip_ste_gradient_is_the_open_interval_of_eq_12():
+    x = torch.tensor([-1.5, -1.0, -0.9999, -0.3, 0.0, 0.7, 0.9999, 1.0, 1.0001], requires_grad=True)
     sign_clip_ste(x).backward(torch.full_like(x, 2.0))
-    assert x.grad.tolist() == [0, 2, 2, 2, 2, 2, 0]
+    assert x.grad.tolist() == [0, 0, 2, 2, 2, 2, 2, 0, 0]
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_nan_from_a_full_precision_layer_reaches_the_output(algo):
+    """A diverged FP layer must not be binarized away: the loss check has to see the NaN."""
+    torch.manual_seed(0)
+    fp = nn.Sequential(nn.Linear(4, 6), nn.Linear(6, 5), nn.Linear(5, 3))
+    x = torch.randn(3, 4)
+    model = binarize(fp, algo, example_input=x)
+    assert isinstance(model[1], BinaryLinear)
+    with torch.no_grad():
+        model[0].weight[2, 0] = math.nan  # first-layer output feature 2 is NaN where x[:, 0] != 0
+    for training in (True, False):
+        model.train(training)
+        out = model(x)
+        assert out.isnan().all(), (algo, training)
 
 
 def test_bireal_piecewise_polynomial_gradient():
@@ -128,13 +146,13 @@ def test_bireal_piecewise_polynomial_gradient():
     # 2 + 2x on [-1, 0), 2 - 2x on [0, 1), 0 elsewhere
     expected = [0.0, 0.0, 0.5, 1.0, 2.0, 1.5, 1.0, 0.0, 0.0]
     torch.testing.assert_close(x.grad, torch.tensor(expected))
-    assert get_algorithm("bireal").activation_sign is not None
     z = x.detach().clone().requires_grad_()
     get_algorithm("bireal").activation_sign(z).sum().backward()
     torch.testing.assert_close(z.grad, torch.tensor(expected))
 
 
 def explicit_fourier(x: torch.Tensor, n: int, omega: float = 0.1) -> torch.Tensor:
+    """Eq. 22's sign term as an explicit sum, zero outside [-1, 1] (the authors' window)."""
     total = sum(torch.cos((2 * i + 1) * omega * x) for i in range(n + 1))
     return 4 * omega / math.pi * total * (x.abs() <= 1)
 
@@ -172,7 +190,86 @@ def test_binary_matmul_uses_the_algorithms_sign_for_both_operands():
     out = BinaryMatmul(get_algorithm("bireal"))(a, b)
     assert out.item() == 2.0  # (+1)(+1) + (-1)(-1)
     out.backward()
-    assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+    # d/da_j = sign(b_j) (2 - 2|a_j|); d/db_j = sign(a_j) max(0, 2 - 2|b_j|)
+    torch.testing.assert_close(a.grad, torch.tensor([[1.0, -1.6]]))
+    torch.testing.assert_close(b.grad, torch.tensor([[1.4], [0.0]]))
+
+
+# --------------------------------------------------------------------------------------------
+# every algorithm on one fixed small tensor: binary weight, weight and activation gradients
+# --------------------------------------------------------------------------------------------
+
+# A 2 x 1 x 2 x 2 conv weight, with 0 (sign +1) and +-1 (where clip-STE passes nothing).
+W = torch.tensor([[0.5, -0.125, 0.0, -1.0], [2.0, -0.5, 1.0, 0.75]]).view(2, 1, 2, 2)
+SIGN_W = torch.tensor([[1.0, -1.0, 1.0, -1.0], [1.0, -1.0, 1.0, 1.0]])
+# ReCU binarizes w - mean(w) per channel: channel means -0.15625 and 0.8125
+SIGN_BALANCED = torch.tensor([[1.0, 1.0, 1.0, -1.0], [1.0, -1.0, 1.0, -1.0]])
+CHANNEL_MEAN_ABS = torch.tensor([[1.625 / 4], [4.25 / 4]])
+LAYER_MEAN_ABS = 5.875 / 8
+XNORPP_ALPHA = torch.tensor([[0.3], [0.7]])
+STE_MASK = torch.tensor([[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]])  # |w| < 1
+# (binary weight, scale) per algorithm, as paper Table 6 defines the weight scale
+EXPECTED_WEIGHT = {
+    "bnn": (SIGN_W, torch.ones(2, 1)),
+    "xnor": (SIGN_W, CHANNEL_MEAN_ABS),
+    "dorefa": (SIGN_W, torch.full((2, 1), LAYER_MEAN_ABS)),
+    "bireal": (SIGN_W, CHANNEL_MEAN_ABS),
+    "xnorpp": (SIGN_W, XNORPP_ALPHA),
+    "reactnet": (SIGN_W, CHANNEL_MEAN_ABS),
+    "recu": (SIGN_BALANCED, CHANNEL_MEAN_ABS),
+    "fda": (SIGN_W, CHANNEL_MEAN_ABS),
+}
+POINTS = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
+CLIP = [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]  # Eq. 12: (-1, 1)
+POLYNOMIAL = [0.0, 0.0, 1.0, 2.0, 1.0, 0.0, 0.0]  # Eq. 16: max(0, 2 - 2|x|)
+
+
+EXPECTED_ACTIVATION_GRAD = {
+    "bnn": CLIP, "xnor": CLIP, "dorefa": CLIP, "xnorpp": CLIP,
+    "bireal": POLYNOMIAL, "reactnet": POLYNOMIAL, "recu": POLYNOMIAL,
+    "fda": explicit_fourier(POINTS.double(), 9).float().tolist(),
+}
+
+
+def fixed_layer(algo: str) -> nn.Module:
+    conv = nn.Conv2d(1, 2, 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(W)
+    layer = make_layer(algo, conv, torch.zeros(1, 1, 3, 3))
+    if algo == "xnorpp":
+        with torch.no_grad():
+            layer.alpha.copy_(XNORPP_ALPHA.flatten())
+    return layer.eval()  # FDA's training-only noise is checked against Eqs. 22-23 below
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_binary_weight_is_sign_times_the_tables_scale(algo):
+    signs, scale = EXPECTED_WEIGHT[algo]
+    layer = fixed_layer(algo)
+    torch.testing.assert_close(layer.binary_weight().view(2, 4), signs * scale)
+
+
+@pytest.mark.parametrize("algo", [a for a in ALGORITHMS if a != "recu"])  # recu: see below
+def test_weight_gradient_is_the_ste_mask_times_the_scale(algo):
+    _, scale = EXPECTED_WEIGHT[algo]
+    layer = fixed_layer(algo)
+    w = W.clone().requires_grad_()
+    upstream = torch.arange(1.0, 9.0).view(2, 1, 2, 2)
+    layer.algorithm.binarize_weight(layer, w).backward(upstream)
+    mask = STE_MASK
+    if algo == "fda":  # Fourier gradient on the closed window [-1, 1]
+        mask = explicit_fourier(W.view(2, 4).double(), 9).float()
+    torch.testing.assert_close(w.grad.view(2, 4), upstream.view(2, 4) * mask * scale)
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_activation_gradient_is_the_papers_approximation(algo):
+    layer = fixed_layer(algo)
+    x = POINTS.view(1, 1, 7, 1).clone().requires_grad_()
+    b = layer.algorithm.binarize_input(layer, x)
+    assert b.flatten().tolist() == [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0]
+    b.backward(torch.ones_like(b))
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor(EXPECTED_ACTIVATION_GRAD[algo]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,21 +277,44 @@ def test_binary_matmul_uses_the_algorithms_sign_for_both_operands():
 # --------------------------------------------------------------------------------------------
 
 
-def test_xnor_channel_scales_and_k_map():
+def unfold_k_map(fp: nn.Conv1d | nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 14's K from the receptive fields themselves: the mean of |a| over each field's
+    C_in/groups x k x k inputs (zero padding counted), one map per group of output channels.
+    A Conv1d is treated as a Conv2d of width 1."""
+    one_d = x.dim() == 3
+    pad1 = (lambda t: (*t, 1)) if one_d else (lambda t: t)
+    kernel, dilation, stride = pad1(fp.kernel_size), pad1(fp.dilation), pad1(fp.stride)
+    padding = (*fp.padding, 0) if one_d else fp.padding
+    x2 = x.unsqueeze(-1) if one_d else x
+    n, g = x.shape[0], fp.groups
+    fields = F.unfold(x2.abs(), kernel, dilation, padding, stride)
+    k = fields.view(n, g, -1, fields.shape[-1]).mean(dim=2)  # (N, G, positions)
+    h = (x2.shape[2] + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    k = k.view(n, g, h, -1).repeat_interleave(fp.out_channels // g, dim=1)
+    return k.squeeze(-1) if one_d else k
+
+
+@pytest.mark.parametrize(
+    "fp",
+    [
+        nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2, bias=False),
+        nn.Conv2d(4, 4, (3, 2), stride=(1, 2), padding=1, groups=4, bias=False),
+        nn.Conv2d(2, 3, 3, padding=1, bias=False),
+    ],
+)
+def test_xnor_k_map_against_unfolded_receptive_fields(fp):
     torch.manual_seed(0)
-    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
-    x = torch.randn(1, 2, 4, 4)
-    layer = make_layer("xnor", conv, x)
-    w = conv.weight.detach()
-    alpha = w.abs().mean(dim=(1, 2, 3))
-    torch.testing.assert_close(layer.binary_weight(), torch.sign(w) * alpha.view(-1, 1, 1, 1))
-    # K: channel-mean of |x| box-filtered over each 3x3 receptive field (zero padding)
-    a = x.abs().mean(dim=1, keepdim=True)
-    k = F.avg_pool2d(a, 3, stride=1, padding=1, count_include_pad=True)
-    torch.testing.assert_close(xnor_k_map(layer, x), k)
-    # hand check at the top-left corner: 4 real positions out of 9
-    assert k[0, 0, 0, 0].item() == pytest.approx(a[0, 0, :2, :2].sum().item() / 9)
-    expected = F.conv2d(hard_sign(x), torch.sign(w) * alpha.view(-1, 1, 1, 1), padding=1) * k
+    x = torch.randn(2, fp.in_channels, 9, 8)
+    layer = make_layer("xnor", fp, x)
+    k = unfold_k_map(fp, x)
+    torch.testing.assert_close(xnor_k_map(layer, x).expand_as(k), k)
+    if fp.groups == 1:  # hand check at the top-left corner: 4 real positions out of 9
+        a = x.abs().mean(dim=1)
+        assert k[0, 0, 0, 0].item() == pytest.approx(a[0, :2, :2].sum().item() / 9)
+    w = fp.weight.detach()
+    bw = torch.sign(w) * w.abs().mean(dim=(1, 2, 3), keepdim=True)
+    expected = F.conv2d(torch.where(x >= 0, 1.0, -1.0), bw, None, fp.stride, fp.padding,
+                        fp.dilation, fp.groups) * k
     torch.testing.assert_close(layer(x), expected)
 
 
@@ -209,12 +329,16 @@ def test_xnor_linear_uses_per_sample_mean_abs():
     torch.testing.assert_close(layer(x), expected)
 
 
-def test_dorefa_uses_one_scale_per_layer():
+def test_dorefa_scale_is_one_per_layer_as_table_6_defines_it():
+    """Table 6 (the operator): "statistics by layer". Table 4 (deployment) says channel-wise,
+    how an engine stores any foldable scale; the authors' code is per channel (docs)."""
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 4, 3)
     layer = make_layer("dorefa", conv, torch.randn(1, 3, 5, 5))
     bw = layer.binary_weight()
-    assert torch.allclose(bw.abs(), conv.weight.abs().mean().expand_as(bw))
+    w = conv.weight.detach()
+    torch.testing.assert_close(bw, torch.sign(w) * w.abs().mean())
+    assert bw.abs().unique().numel() == 1
 
 
 @pytest.mark.parametrize(
@@ -289,29 +413,60 @@ def test_recu_tau_schedule_first_middle_last():
     assert recu_tau(0, 10) == pytest.approx(0.85)
     assert recu_tau(5, 10) == pytest.approx(a * math.exp(0.5) + 0.85 - a)
     assert recu_tau(10, 10) == pytest.approx(0.99)
+    assert recu_tau(99, 100) == pytest.approx(0.9878, abs=1e-4)  # last epoch of 100
     assert recu_tau(30, 10) == pytest.approx(0.99)  # clipped: never tau >= 1
     model = binarize(nn.Sequential(nn.Linear(4, 4)), "recu", keep_first_last=False)
-    assert model[0].tau == pytest.approx(0.85)
+    assert model[0].tau.item() == pytest.approx(0.85)
     update_schedules(model, 5, 10)
-    assert model[0].tau == pytest.approx(a * math.exp(0.5) + 0.85 - a)
+    assert model[0].tau.item() == pytest.approx(a * math.exp(0.5) + 0.85 - a)
     update_schedules(model, 10, 10)
-    assert model[0].tau == pytest.approx(0.99)
+    assert model[0].tau.item() == pytest.approx(0.99)
 
 
-def test_recu_quantile_clamp_by_hand():
+def standardisation_jacobian(w: torch.Tensor) -> torch.Tensor:
+    """d w1_j / d w_i of w1 = 2 sqrt 2 (w - mean) / sqrt(unbiased var + 1e-5), one channel,
+    derived by hand: c ((delta_ij - 1/n) / s - w0_i w0_j / ((n - 1) s^3))."""
+    n = w.numel()
+    w0 = w - w.mean()
+    s = math.sqrt(float((w0 * w0).sum()) / (n - 1) + 1e-5)
+    c = 2 * math.sqrt(2)
+    return c * ((torch.eye(n) - 1.0 / n) / s - torch.outer(w0, w0) / ((n - 1) * s**3))
+
+
+def test_recu_clamp_and_its_gradient_by_hand():
     w = torch.tensor([[1.0, 2.0, 3.0, 10.0]], requires_grad=True)
-    # centred: [-3, -2, -1, 6]; population std sqrt(12.5); mean|w1| = 12 / 4 / sqrt(12.5)
-    std = math.sqrt(12.5 + 1e-5)
-    w1 = torch.tensor([-3.0, -2.0, -1.0, 6.0]) / std
-    q = -w1.abs().mean().item() * math.log(2 - 2 * 0.85)
+    # centred [-3, -2, -1, 6]; unbiased variance 50/3; w1 = 2 sqrt 2 w0 / sqrt(50/3 + 1e-5)
+    s = math.sqrt(50 / 3 + 1e-5)
+    w1 = 2 * math.sqrt(2) * torch.tensor([-3.0, -2.0, -1.0, 6.0]) / s
+    q = -math.log(2 - 2 * 0.85) * w1.abs().mean().item()  # 3.61 x 2 sqrt 2 / s = 2.50
     out = recu_clamp(w, 0.85)
     torch.testing.assert_close(out, torch.clamp(w1, -q, q).view(1, 4))
-    assert out[0, 3].item() == pytest.approx(q)  # 6/std = 1.697 > Q = 1.0216: clamped
-    assert out[0, 0].item() == pytest.approx(-3 / std)  # -0.849 inside [-Q, Q]
-    # identity STE + clamp: the clamped entry gets no gradient through the clamp itself
-    w1_leaf = (w1.view(1, 4) * 1.0).requires_grad_()
-    torch.clamp(w1_leaf, -q, q).sum().backward()
-    assert w1_leaf.grad.tolist() == [[1.0, 1.0, 1.0, 0.0]]
+    assert out[0, 3].item() == pytest.approx(q)  # 6 c / s = 4.16 > Q: clamped
+    assert out[0, 0].item() == pytest.approx(-3 * 2 * math.sqrt(2) / s)  # inside [-Q, Q]
+    upstream = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    out.backward(upstream)
+    inside = torch.tensor([1.0, 1.0, 1.0, 0.0])  # the clamp passes nothing where it clamps
+    expected = standardisation_jacobian(w.detach()[0]) @ (upstream[0] * inside)
+    torch.testing.assert_close(w.grad[0], expected)
+
+
+def test_recu_weight_gradient_through_the_layer_is_the_clamp_mask_times_the_scale():
+    torch.manual_seed(0)
+    lin = nn.Linear(6, 3, bias=False)
+    layer = make_layer("recu", lin, torch.randn(2, 6))
+    update_schedules(nn.Sequential(layer), 0, 10)
+    w = lin.weight.detach().clone().requires_grad_()
+    upstream = torch.randn(3, 6)
+    layer.algorithm.binarize_weight(layer, w).backward(upstream)
+    alpha = w.detach().abs().mean(dim=1)
+    w0 = w.detach() - w.detach().mean(dim=1, keepdim=True)
+    w1 = 2 * math.sqrt(2) * w0 / (w0.square().sum(dim=1, keepdim=True) / 5 + 1e-5).sqrt()
+    q = -math.log(2 - 2 * 0.85) * w1.abs().mean()
+    inside = (w1.abs() <= q).float()
+    assert 0 < inside.sum() < inside.numel()  # some clamped, some not
+    for row in range(3):
+        expected = standardisation_jacobian(w.detach()[row]) @ (upstream[row] * inside[row])
+        torch.testing.assert_close(w.grad[row], expected * alpha[row])
 
 
 def test_recu_quantiles_match_a_laplace_sample():
@@ -321,19 +476,8 @@ def test_recu_quantiles_match_a_laplace_sample():
     clamped = recu_clamp(w, tau)
     q = clamped.max().item()
     # Q(tau) of the standardised sample: a fraction tau of it lies below
-    standardised = (w - w.mean()) / w.std(correction=0)
+    standardised = 2 * math.sqrt(2) * (w - w.mean()) / w.std()
     assert (standardised <= q).float().mean().item() == pytest.approx(tau, abs=0.01)
-
-
-def test_recu_binary_weight_and_alpha():
-    torch.manual_seed(0)
-    conv = nn.Conv2d(3, 4, 3)
-    layer = make_layer("recu", conv, torch.randn(1, 3, 5, 5))
-    alpha0 = conv.weight.detach().abs().mean(dim=(1, 2, 3))
-    torch.testing.assert_close(layer.alpha.detach(), alpha0)
-    w = conv.weight.detach()
-    balanced = torch.sign(w - w.mean(dim=(1, 2, 3), keepdim=True))
-    torch.testing.assert_close(layer.binary_weight(), balanced * alpha0.view(-1, 1, 1, 1))
 
 
 def test_fda_eval_is_a_pure_sign_layer_and_training_adds_noise():
@@ -343,7 +487,7 @@ def test_fda_eval_is_a_pure_sign_layer_and_training_adds_noise():
     model = binarize(nn.Sequential(conv), "fda", example_input=x, keep_first_last=False)
     layer = model[0]
     update_schedules(model, 0, 10)
-    assert layer.fourier_terms == 9 and layer.noise_alpha > 0
+    assert layer.fourier_terms.item() == 9 and layer.noise_alpha.item() > 0
     w = conv.weight.detach()
     bw = torch.sign(w) * w.abs().mean(dim=(1, 2, 3), keepdim=True)
     model.eval()
@@ -351,7 +495,40 @@ def test_fda_eval_is_a_pure_sign_layer_and_training_adds_noise():
     model.train()
     assert not torch.allclose(layer(x), F.conv2d(hard_sign(x), bw, conv.bias, padding=1))
     update_schedules(model, 9, 10)
-    assert layer.fourier_terms == 17 and layer.noise_alpha == pytest.approx(0.0, abs=1e-12)
+    assert layer.fourier_terms.item() == 17
+    assert layer.noise_alpha.item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_fda_noise_path_follows_eqs_22_and_23_with_known_weights():
+    """t -> sign(t) + alpha (ReLU(t w1) w2 + 0.1 sin t); gradients of Eqs. 22-23 (times the
+    authors' alpha), with the Fourier term of the sign."""
+    layer = make_layer("fda", nn.Linear(4, 2, bias=False), torch.zeros(2, 4))
+    mlp = layer.input_noise
+    assert mlp.fc1.bias is None and mlp.fc2.bias is None  # Eqs. 22-23 have no biases
+    w1 = torch.tensor([[0.5], [-1.0], [0.25], [2.0]])  # d x hidden (d // 64 -> 1)
+    w2 = torch.tensor([[1.0, -2.0, 0.5, 3.0]])  # hidden x d
+    with torch.no_grad():
+        mlp.fc1.weight.copy_(w1.t())
+        mlp.fc2.weight.copy_(w2.t())
+        layer.noise_alpha.fill_(0.08)
+    alpha = 0.08
+    t = torch.tensor([[0.3, -0.4, 1.5, 0.2], [-0.6, 0.9, -0.1, -0.3]], requires_grad=True)
+    pre = t.detach() @ w1  # [[0.975], [-1.525]]: one row on, one off
+    layer.train()
+    out = layer.algorithm.binarize_input(layer, t)
+    sign = torch.where(t.detach() >= 0, 1.0, -1.0)
+    torch.testing.assert_close(
+        out, sign + alpha * (torch.relu(pre) @ w2 + 0.1 * torch.sin(t.detach())))
+    g = torch.tensor([[1.0, -1.0, 2.0, 0.5], [0.25, 3.0, -2.0, 1.0]])
+    out.backward(g)
+    on = (pre >= 0).float()
+    fourier = explicit_fourier(t.detach().double(), 9).float()
+    grad_t = alpha * ((g @ w2.t()) * on) @ w1.t() + alpha * g * 0.1 * torch.cos(t.detach()) \
+        + g * fourier
+    torch.testing.assert_close(t.grad, grad_t)
+    grad_w1 = alpha * t.detach().t() @ ((g @ w2.t()) * on)
+    torch.testing.assert_close(mlp.fc1.weight.grad, grad_w1.t())
+    torch.testing.assert_close(mlp.fc2.weight.grad, alpha * (torch.relu(pre).t() @ g).t())
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,14 +545,8 @@ def binary_input(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def reference_scale(layer: nn.Module, x: torch.Tensor, fp: nn.Module) -> torch.Tensor | float:
-    conv = F.conv1d if x.dim() == 3 else F.conv2d
     if layer.algorithm.name == "xnor":
-        g = fp.groups
-        n, c = x.shape[:2]
-        a = x.abs().view(n, g, c // g, *x.shape[2:]).mean(dim=2)
-        box = torch.ones(g, 1, *fp.kernel_size) / math.prod(fp.kernel_size)
-        k = conv(a, box, None, fp.stride, fp.padding, fp.dilation, g)
-        return k.repeat_interleave(fp.out_channels // g, dim=1)
+        return unfold_k_map(fp, x)
     if layer.algorithm.name == "xnorpp":
         if x.dim() == 3:
             return layer.beta.detach()

@@ -75,7 +75,8 @@ def test_fp_state_dict_loads_into_the_binarized_model(algo, resnet):
     fresh = build_model("resnet20", (3, 16, 16), 10)
     result = model.load_state_dict(fresh.state_dict(), strict=False)
     assert result.unexpected_keys == []
-    extra = {"alpha", "beta", "gamma", "threshold", "weight_noise", "input_noise"}
+    extra = {"alpha", "beta", "gamma", "threshold", "weight_noise", "input_noise", "tau",
+             "fourier_terms", "noise_alpha"}
     for key in result.missing_keys:
         assert key.split(".")[-1] in extra or set(key.split(".")) & extra, key
     if algo in ("bnn", "xnor", "dorefa", "bireal"):
@@ -95,25 +96,106 @@ def test_update_schedules_changes_recu_tau_and_fda_n_and_alpha():
     fp = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
     recu = binarize(fp, "recu")
     fda = binarize(fp, "fda")
-    tau0 = recu[1].tau
+    tau0 = recu[1].tau.item()
     update_schedules(recu, 5, 10)
-    assert recu[1].tau > tau0
+    assert recu[1].tau.item() > tau0
     update_schedules(fda, 0, 10)
-    n0, a0 = fda[1].fourier_terms, fda[1].noise_alpha
+    n0, a0 = fda[1].fourier_terms.item(), fda[1].noise_alpha.item()
     update_schedules(fda, 6, 10)
-    assert fda[1].fourier_terms > n0 and fda[1].noise_alpha < a0
+    assert fda[1].fourier_terms.item() > n0 and fda[1].noise_alpha.item() < a0
     # epoch- and iteration-based loops agree: only the ratio matters
     update_schedules(fda, 600, 1000)
-    assert fda[1].fourier_terms == 9 + int(9 * 0.6)
+    assert fda[1].fourier_terms.item() == 9 + int(9 * 0.6)
     with pytest.raises(ValueError):
         update_schedules(fda, 0, 0)
 
 
 def test_schedules_start_at_their_first_values():
     fp = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
-    assert binarize(fp, "recu")[1].tau == pytest.approx(0.85)
+    assert binarize(fp, "recu")[1].tau.item() == pytest.approx(0.85)
     fda = binarize(fp, "fda")[1]
-    assert fda.fourier_terms == 9 and fda.noise_alpha == pytest.approx(0.1)
+    assert fda.fourier_terms.item() == 9 and fda.noise_alpha.item() == pytest.approx(0.1)
+
+
+SCHEDULE_BUFFERS = {"recu": ("tau",), "fda": ("fourier_terms", "noise_alpha")}
+
+
+@pytest.mark.parametrize("algo", sorted(SCHEDULE_BUFFERS))
+def test_schedule_state_travels_with_the_state_dict(algo):
+    fp = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
+    trained = binarize(fp, algo)
+    update_schedules(trained, 7, 10)
+    state = trained.state_dict()
+    resumed = binarize(fp, algo)
+    resumed.load_state_dict(state)  # strict, as load_checkpoint does
+    for name in SCHEDULE_BUFFERS[algo]:
+        assert f"1.{name}" in state
+        assert torch.equal(getattr(resumed[1], name), getattr(trained[1], name))
+        assert not torch.equal(getattr(resumed[1], name), getattr(binarize(fp, algo)[1], name))
+
+
+@pytest.mark.parametrize("algo", sorted(SCHEDULE_BUFFERS))
+def test_a_checkpoint_without_schedule_state_loads_with_the_start_values(algo):
+    """Saved when schedules were plain attributes: it loads strictly (as load_checkpoint does),
+    the schedules start over, and the model evaluates exactly as the one that saved it."""
+    torch.manual_seed(0)
+    fp = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 8), nn.Linear(8, 2))
+    saved = binarize(fp, algo)
+    with torch.no_grad():
+        saved[1].weight.normal_()
+    update_schedules(saved, 9, 10)
+    old = saved.state_dict()
+    for name in SCHEDULE_BUFFERS[algo]:
+        del old[f"1.{name}"]
+    loaded = binarize(fp, algo)
+    loaded.load_state_dict(old)  # strict
+    fresh = binarize(fp, algo)
+    for name in SCHEDULE_BUFFERS[algo]:
+        assert torch.equal(getattr(loaded[1], name), getattr(fresh[1], name))
+        assert not torch.equal(getattr(loaded[1], name), getattr(saved[1], name))
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), saved.eval()(x))
+    # other missing keys still fail a strict load
+    del old["1.weight"]
+    with pytest.raises(RuntimeError, match="1.weight"):
+        binarize(fp, algo).load_state_dict(old)
+
+
+class WithUnusedAuxiliaryHead(nn.Module):
+    """The auxiliary head is declared last but never called by forward()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 8)
+        self.body = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 2)
+        self.aux = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.body(torch.tanh(self.stem(x)))))
+
+
+@pytest.mark.parametrize("algo", ["bnn", "reactnet"])
+def test_layers_the_forward_does_not_reach_do_not_move_first_and_last(algo):
+    model = binarize(WithUnusedAuxiliaryHead(), algo, example_input=torch.randn(2, 4))
+    assert type(model.stem) is nn.Linear and type(model.head) is nn.Linear  # the real ends
+    assert isinstance(model.body, BinaryLinear)
+    assert isinstance(model.aux, BinaryLinear)  # binarized, but not taken for the last layer
+
+
+class SkipsTheMiddleConv(nn.Sequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self[2](self[0](x))
+
+
+def test_an_unreached_conv_stops_xnorpp_with_a_clear_message():
+    model = SkipsTheMiddleConv(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3), nn.Conv2d(2, 2, 3))
+    x = torch.randn(1, 1, 9, 9)
+    with pytest.raises(ValueError, match=r"does not reach \['1'\]"):
+        binarize(model, "xnorpp", example_input=x, keep_first_last=False)
+    out = binarize(model, "xnorpp", example_input=x, keep_first_last=False, keep_fp=["1"])
+    assert type(out[1]) is nn.Conv2d and isinstance(out[0], BinaryConv2d)
 
 
 def test_algorithm_instances_are_accepted():

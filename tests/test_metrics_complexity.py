@@ -22,24 +22,31 @@ from bibench.metrics.complexity import (
 from bibench.models import build_model
 from bibench.training.checkpoint import build_cell_model
 
-# Table 3: (compression r_c, speedup r_s)
+# Table 3 spans only 0.8% in r_c (13.16 - 13.27), so a 1% tolerance would accept any
+# algorithm's figure for any other's. Each algorithm is checked against its own value as
+# documented in docs/complexity.md to 0.1%, with the paper's value and the documented reason
+# for the difference beside it.
+# algorithm: (r_c ours, r_c paper, r_s ours, r_s paper, why ours differs)
+SCALE_COST = "r_s: as BNN's, plus one multiply per output element for the scale"
 TABLE3 = {
-    "bnn": (13.27, 12.60), "xnor": (13.20, 12.26), "dorefa": (13.20, 12.37),
-    "bireal": (13.20, 12.37), "xnorpp": (13.16, 12.26), "reactnet": (13.20, 12.26),
-    "recu": (13.20, 12.37), "fda": (13.20, 12.37),
+    "bnn": (13.27, 13.27, 12.51, 12.60, "r_s: FP FLOPs of stem and classifier, uncounted BN"),
+    "xnor": (13.20, 13.20, 12.27, 12.26, "(agrees)"),
+    "dorefa": (13.27, 13.20, 12.44, 12.37, "one scale per layer (Table 6); r_s as Bi-Real"),
+    "bireal": (13.20, 13.20, 12.44, 12.37, SCALE_COST),
+    "xnorpp": (13.19, 13.16, 12.44, 12.26, "Gamma costs one multiply per output element"),
+    "reactnet": (13.15, 13.20, 12.35, 12.26, "thresholds counted: C_in params, one add each"),
+    "recu": (13.20, 13.20, 12.44, 12.37, SCALE_COST),
+    "fda": (13.20, 13.20, 12.44, 12.37, SCALE_COST),
 }
-# Documented in docs/complexity.md: XNOR++'s spatial scale costs one multiply per output
-# element in our count; the paper's 12.26 implies a larger per-element cost.
-SPEEDUP_TOLERANCE = {"xnorpp": 0.02}
+OURS_TOLERANCE = 0.001  # docs give two decimals: rounding is at most 0.04%
 
 
 @pytest.mark.parametrize("algorithm", sorted(TABLE3))
-def test_resnet18_ratios_match_table3(algorithm):
+def test_resnet18_ratios_match_their_documented_values(algorithm):
     summary = model_summary("resnet18_imagenet", algorithm, keep_fp=())
-    r_c, r_s = TABLE3[algorithm]
-    assert summary["compression_ratio"] == pytest.approx(r_c, rel=0.01)
-    assert summary["speedup_ratio"] == pytest.approx(r_s, rel=SPEEDUP_TOLERANCE.get(algorithm,
-                                                                                    0.01))
+    r_c, _r_c_paper, r_s, _r_s_paper, _why = TABLE3[algorithm]
+    assert summary["compression_ratio"] == pytest.approx(r_c, rel=OURS_TOLERANCE)
+    assert summary["speedup_ratio"] == pytest.approx(r_s, rel=OURS_TOLERANCE)
 
 
 def test_summary_cli_prints_layers_and_totals(capsys):

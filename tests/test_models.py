@@ -10,15 +10,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bibench.algorithms import available
+from bibench.algorithms import available, get_algorithm
 from bibench.algorithms.base import BinarizedLayer, BinaryMatmul
 from bibench.binarize import binarize, binarized_layers
 from bibench.models import build_model, get_architecture
 from bibench.models.bert import (
     BERT_CONFIGS,
     BertClassifier,
+    BertConfig,
+    BertSelfAttention,
     BoolSignMatMul,
     MatMul,
+    bool_ste,
     load_minilm,
     read_safetensors,
     write_safetensors,
@@ -296,24 +299,92 @@ def test_bi_attention_is_binary_and_gives_q_and_k_gradients(enable_by_hook):
     for layer in model.encoder.layer:
         att = layer.attention.self
         for lin in (att.query, att.key, att.value):
-            assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+            assert lin.weight.grad.abs().sum() > 0
 
 
-def test_bi_attention_weights_follow_the_softmax_threshold():
+@pytest.mark.parametrize("algorithm", available())
+def test_bi_attention_gives_q_and_k_gradients_with_every_algorithm(algorithm):
+    """Q and K reach the loss only through bool(sign(Q) sign(K)^T / sqrt(d))."""
+    model, x = binarized_bert(algorithm)
+    model.train()
+    F.cross_entropy(model(x), targets("bert_tiny4")).backward()
+    for layer in model.encoder.layer:
+        att = layer.attention.self
+        assert att.bi_attention
+        for lin in (att.query, att.key):
+            assert lin.weight.grad.abs().sum() > 0, (algorithm, lin)
+
+
+def test_bi_attention_is_bibert_bool_of_the_binary_scores():
     model, x = binarized_bert(enable_by_hook=True)
     captured = {}
     att = model.encoder.layer[1].attention.self
     att.matmul_av.register_forward_hook(lambda m, inp, out: captured.update(a=inp[0]))
-    att.matmul_qk.register_forward_hook(lambda m, inp, out: captured.update(s=out))
+    att.matmul_qk.register_forward_hook(lambda m, inp, out: captured.update(q=inp[0], k=inp[1]))
     model.eval()
     with torch.no_grad():
         model(x)
+    signed = [torch.where(t >= 0, 1.0, -1.0) for t in (captured["q"], captured["k"])]
+    scores = signed[0] @ signed[1] / math.sqrt(att.head_dim)  # k arrives transposed
     mask = (x != 0)[:, None, None, :]
-    scores = (captured["s"] / math.sqrt(att.head_dim)).masked_fill(~mask, -1e30)
-    probs = scores.softmax(-1)
-    expected = ((probs >= 1.0 / mask.sum(-1, keepdim=True)) & mask).float()
+    expected = ((scores >= 0) & mask).float()  # no softmax: threshold at 0 (BiBERT)
     assert torch.equal(captured["a"], expected)
-    assert captured["a"].sum(-1).min() >= 1  # every query attends to at least one key
+
+
+def test_bi_attention_switches_on_about_55_percent_of_keys_for_random_inputs():
+    """BiBERT's bool(B_Q B_K^T / sqrt(d)) on random +-1 Q, K (d = 64) is on with probability
+    1/2 + C(64, 32) / 2^65 = 0.5497 (a score of exactly 0 counts as on). The softmax form this
+    replaces (softmax(A) >= 1/n) switched on about 31% (docs/algorithms.md)."""
+    torch.manual_seed(0)
+    att = BertSelfAttention(BertConfig(hidden_size=768, num_attention_heads=12))
+    att.bibench_binarize(get_algorithm("bnn"))
+    q = torch.randint(0, 2, (4, 12, 128, 64)).float() * 2 - 1
+    k = torch.randint(0, 2, (4, 12, 128, 64)).float() * 2 - 1
+    keys = torch.ones(4, 1, 1, 128, dtype=torch.bool)
+    keys[0, ..., 64:] = False  # padding keys are never on
+    a = att.attention_weights(q, k, keys)
+    assert torch.equal(a, ((q @ k.transpose(-1, -2) >= 0) & keys).float())
+    on = a[1:].mean().item()
+    assert on == pytest.approx(0.5 + math.comb(64, 32) / 2**65, abs=0.003)
+    assert (a[0, ..., 64:] == 0).all()
+
+
+def test_bool_ste_keeps_nan_and_passes_the_gradient_where_bibert_does():
+    """BiBERT's paper: d bool(x) / dx = 1 where |x| <= 1, else 0."""
+    x = torch.tensor([math.nan, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.0001], requires_grad=True)
+    y = bool_ste(x)
+    assert y.isnan().tolist() == [True] + [False] * 7
+    assert y[1:].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    y[1:].sum().backward()
+    assert x.grad[1:].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+
+
+# --------------------------------------------------------------------------------------------
+# XNOR++ positional factors: none on point sets, beta on sequences
+# --------------------------------------------------------------------------------------------
+
+
+def test_xnorpp_pointnet_has_no_per_point_scale_and_stays_permutation_invariant():
+    torch.manual_seed(0)
+    x = example("pointnet")
+    model = binarize(small_model("pointnet"), "xnorpp", example_input=x,
+                     keep_fp=get_architecture("pointnet").keep_fp).eval()
+    layers = dict(binarized_layers(model))
+    convs = [m for m in layers.values() if isinstance(m, nn.Conv1d)]
+    assert convs and not any(hasattr(m, "beta") for m in convs)
+    with torch.no_grad():
+        for m in layers.values():
+            m.alpha.uniform_(0.5, 2.0)
+        perm = torch.randperm(x.shape[-1])
+        torch.testing.assert_close(model(x[..., perm]), model(x))
+
+
+def test_xnorpp_keeps_a_positional_scale_on_sequences():
+    x = example("dfsmn")
+    model = binarize(small_model("dfsmn"), "xnorpp", example_input=x,
+                     keep_fp=get_architecture("dfsmn").keep_fp)
+    memory = model.layers[0].memory
+    assert isinstance(memory, BinarizedLayer) and memory.beta.shape == (x.shape[2],)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ binarized layer itself, so it is saved, loaded, optimised and exported with the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,29 +21,31 @@ from torch import Tensor, nn
 
 
 def _hard_sign(x: Tensor) -> Tensor:
-    """sign with sign(0) = +1, as every binary engine computes it (paper Eq. 12).
+    """sign with sign(0) = +1, as every binary engine computes it (paper Eq. 12); NaN stays NaN.
 
     copysign is one vectorised pass (torch.where on a comparison takes several); adding 0.0
-    turns -0.0 into +0.0 so that every zero maps to +1.
+    turns -0.0 into +0.0 so that every zero maps to +1. copysign alone would turn NaN into +-1
+    and hide a diverged full-precision layer from the loss check: adding x * 0 (one fused
+    pass, 0 for every finite x) makes NaN, and the overflow +-inf, NaN again.
     """
     if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
         # Exported graphs need the where(x >= 0, 1, -1) form: ONNX has no signbit, and binary
         # engines (OpenVINO, Larq) pattern-match this form. Keep it when optimising.
         return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
-    return x.new_ones(()).copysign(x + 0.0)
+    return x.new_ones(()).copysign(x + 0.0).addcmul_(x, x.new_zeros(()))
 
 
 hard_sign = _hard_sign
 
 
-def _unit_bound(dtype: torch.dtype) -> float:
-    """The smallest number above 1 in `dtype`: x in [-1, 1] <=> -bound < x < bound."""
-    return 1.0 + torch.finfo(dtype).eps
+def clip_ste_grad(x: Tensor, grad: Tensor, closed: bool = False) -> Tensor:
+    """grad where -1 < x < 1 (paper Eq. 12), or -1 <= x <= 1 if closed, 0 elsewhere.
 
-
-def clip_ste_grad(x: Tensor, grad: Tensor) -> Tensor:
-    """grad where |x| <= 1, 0 elsewhere, in one fused pass (hardtanh's backward kernel)."""
-    bound = _unit_bound(x.dtype)
+    One fused pass: hardtanh's backward kernel zeroes the gradient where x <= min or x >= max,
+    so bounds at +-1 pass exactly the open interval of Eq. 12 (and of the authors' clip-STE),
+    and bounds one ulp outside +-1 the closed one (FDA's window, BiBERT's bool).
+    """
+    bound = 1.0 + torch.finfo(x.dtype).eps if closed else 1.0
     return torch.ops.aten.hardtanh_backward(grad, x, -bound, bound)
 
 
@@ -88,7 +89,7 @@ class _SignPolynomial(torch.autograd.Function):
 
 
 def sign_clip_ste(x: Tensor) -> Tensor:
-    """BNN's sign: gradient passed where |x| <= 1, zero elsewhere (paper Eq. 12)."""
+    """BNN's sign: gradient passed where |x| < 1, zero elsewhere (paper Eq. 12)."""
     return _SignClipSTE.apply(x)
 
 
@@ -176,7 +177,8 @@ class Algorithm:
         """Create the layer's learnable parameters; output_shape excludes the batch dim.
 
         Runs after the FP weights are loaded, so scales may be initialised from them. Schedule
-        values (update_schedule) must also get their start-of-training values here.
+        values (update_schedule) are registered here as buffers holding their start-of-training
+        values, so that a saved and re-loaded model resumes its schedules.
         """
 
     # -- forward pieces ----------------------------------------------------------------------
@@ -222,11 +224,6 @@ def per_channel_mean_abs(weight: Tensor) -> Tensor:
     """mean|w| over every dim but the output channel, shaped to broadcast against weight."""
     dims = tuple(range(1, weight.dim()))
     return weight.abs().mean(dim=dims, keepdim=True)
-
-
-def channel_scale_ops(output_shape: tuple[int, ...]) -> int:
-    """One multiply per output element for a per-channel scale not folded away."""
-    return math.prod(output_shape)
 
 
 def sign_scaled(weight: Tensor, scale: Tensor, sign=None) -> Tensor:
@@ -276,11 +273,18 @@ class BinarizedLayer(nn.Module):
 
     The FP weight and bias keep their names, so a state_dict of the full-precision model loads
     into the binarized one (the extra learnable parameters keep their initial values).
+    Schedule state (ReCU's tau, FDA's number of terms and alpha) lives in buffers registered by
+    the algorithm's setup_layer, so the state_dict carries it; a state_dict without them loads
+    with the schedules at their start values (see _load_from_state_dict).
     """
 
     algorithm: Algorithm
     weight: nn.Parameter
     bias: nn.Parameter | None
+    # False where the positions of the layer's output (a Conv1d's length axis) are an
+    # unordered set, e.g. PointNet's points: algorithms then give positions no parameters of
+    # their own (XNOR++'s beta), which would break the set's permutation invariance.
+    ordered_positions: bool = True
 
     def _product(self, x: Tensor, weight: Tensor) -> Tensor:
         raise NotImplementedError
@@ -299,24 +303,46 @@ class BinarizedLayer(nn.Module):
         with torch.no_grad():
             return self.algorithm.binarize_weight(self, self.weight)
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        """A state_dict without the schedule buffers (saved when schedules were plain
+        attributes) loads, strictly too, and the schedules keep their current values: the
+        start values in a freshly built model. Evaluation does not depend on them (they change
+        gradients and training-only noise), so old checkpoints evaluate as before."""
+        absent = [
+            prefix + name for name, buf in self._buffers.items()
+            if buf is not None and name not in self._non_persistent_buffers_set
+            and prefix + name not in state_dict
+        ]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+        for key in absent:
+            if key in missing_keys:
+                missing_keys.remove(key)
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, algorithm={self.algorithm.name}"
 
 
-class BinaryConv1d(BinarizedLayer, nn.Conv1d):
-    def _product(self, x: Tensor, weight: Tensor) -> Tensor:
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv1d(x, weight, None, self.stride, 0, self.dilation, self.groups)
-        return F.conv1d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+_CONV = {1: F.conv1d, 2: F.conv2d}
 
 
-class BinaryConv2d(BinarizedLayer, nn.Conv2d):
+class _BinaryConvNd(BinarizedLayer):
     def _product(self, x: Tensor, weight: Tensor) -> Tensor:
+        padding = self.padding
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return F.conv2d(x, weight, None, self.stride, 0, self.dilation, self.groups)
-        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+            padding = 0
+        conv = _CONV[weight.dim() - 2]
+        return conv(x, weight, None, self.stride, padding, self.dilation, self.groups)
+
+
+class BinaryConv1d(_BinaryConvNd, nn.Conv1d):
+    pass
+
+
+class BinaryConv2d(_BinaryConvNd, nn.Conv2d):
+    pass
 
 
 class BinaryLinear(BinarizedLayer, nn.Linear):

@@ -1,7 +1,9 @@
 """DoReFa-Net (Zhou et al., 2016), 1-bit: paper Eq. 15, o = (sign(a) (*) sign(w)) . alpha.
 
-alpha is one detached per-LAYER mean|w| (paper Table 6: "statistics by layer"; the authors'
-code uses per-channel, see docs/algorithms.md); clip-STE for weights and activations.
+alpha is one detached per-LAYER mean|w|, as the paper's Table 6 defines the operator
+("statistics by layer"); Table 4 (deployment) lists a channel-wise scale, which is how an engine
+stores it, and the authors' code uses one mean|w| per output channel (see docs/algorithms.md).
+clip-STE for weights and activations.
 """
 
 from __future__ import annotations

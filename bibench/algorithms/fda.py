@@ -1,15 +1,18 @@
 """FDA (Xu et al., 2021a): sign decomposed with a Fourier series, paper Eqs. 22-23.
 
 Forward sign(t); backward (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega t), omega = 0.1, zero
-for |t| > 1, computed in closed form sin(2(n+1)u) / (2 sin u) with u = omega t (limit n+1 at
-u = 0). n follows n = 9 + int(9 step / total), capped at 17. During training a noise adaptation
-term is added: t -> sign(t) + alpha (MLP(t) + 0.1 sin(t)), alpha = 0.05 (1 + cos(pi (step+1) /
-total)); the MLP is d -> max(1, d//64) -> d with ReLU over each flattened filter (weights) and
-over the channels at each position (inputs). Both MLPs are created in setup_layer so the
-optimiser trains them (the authors' activation MLP was created after the optimiser: never
-trained). In eval mode the layer is a pure sign layer with a per-output-channel mean|w| scale
-(paper Table 6), deployable like BNN plus a foldable scale (Table 4); the noise modules are
-training-only and are not counted as deployed parameters or operations.
+for |t| > 1 (the authors' code), computed in closed form sin(2(n+1)u) / (2 sin u) with u =
+omega t (limit n+1 at u = 0). n follows n = 9 + int(9 step / total), capped at 17. During
+training a noise adaptation term is added: t -> sign(t) + alpha (sigma(t w1) w2 + 0.1 sin(t)),
+alpha = 0.05 (1 + cos(pi (step+1) / total)); the MLP t -> ReLU(t w1) w2 has no biases (Eqs.
+22-23 and the authors' module), is d -> max(1, d//64) -> d, over each flattened filter
+(weights) and over the channels at each position (inputs). Both MLPs are created in
+setup_layer so the optimiser trains them (the authors' activation MLP was created after the
+optimiser: never trained). n and alpha are buffers (`fourier_terms`, `noise_alpha`), so the
+state_dict carries the schedule. In eval mode the layer is a pure sign layer with a
+per-output-channel mean|w| scale (paper Table 6), deployable like BNN plus a foldable scale
+(Table 4); the noise modules are training-only and are not counted as deployed parameters or
+operations.
 """
 
 from __future__ import annotations
@@ -35,74 +38,79 @@ N_START, N_END = 9, 17
 NOISE_SIN = 0.1
 
 
-def fourier_sum(u: Tensor, n: int, scale: float = 1.0) -> Tensor:
-    """scale * sum_{i=0}^{n} cos((2i+1) u), as scale sin(2(n+1)u) / (2 sin u), limit n+1 at 0."""
-    num = torch.sin(u * (2 * (n + 1)))
+def fourier_sum(u: Tensor, n: int | Tensor, scale: float = 1.0) -> Tensor:
+    """scale * sum_{i=0}^{n} cos((2i+1) u), as scale sin(2(n+1)u) / (2 sin u), limit n+1 at 0.
+
+    n may be a 0-dim tensor (the layer's buffer): reading it as a Python int would wait for
+    the device on every call.
+    """
+    terms = torch.as_tensor(n + 1, dtype=u.dtype, device=u.device)
+    num = torch.sin(u * (2 * terms))
     ratio = torch.addcdiv(u.new_zeros(()), num, torch.sin(u), value=scale / 2.0)
-    return ratio.nan_to_num_(nan=scale * (n + 1))  # 0/0 only where u == 0
+    return torch.where(u == 0, terms * scale, ratio)  # 0/0 only where u == 0
 
 
-def fourier_sign_grad(x: Tensor, grad: Tensor, n: int, omega: float = OMEGA) -> Tensor:
-    """grad * (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x) where |x| <= 1, else 0."""
-    return fourier_sum(x * omega, n, 4.0 * omega / math.pi).mul_(clip_ste_grad(x, grad))
+def fourier_sign_grad(x: Tensor, grad: Tensor, n: int | Tensor, omega: float = OMEGA) -> Tensor:
+    """grad * (4 omega / pi) sum_{i=0}^{n} cos((2i+1) omega x) where |x| <= 1, else 0.
+
+    The window is closed: the authors zero the gradient where x > 1 or x < -1 only.
+    """
+    inside = clip_ste_grad(x, grad, closed=True)
+    return fourier_sum(x * omega, n, 4.0 * omega / math.pi).mul_(inside)
 
 
 class _FourierSign(torch.autograd.Function):
-    """sign(x) + c sin(x): gradient Fourier(x) + c cos(x) in one fused backward (c may be 0)."""
+    """sign(x) + c sin(x): gradient Fourier(x) + c cos(x) in one fused backward (c may be None)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, n: int, c: float) -> Tensor:
+    def forward(ctx, x: Tensor, n: int | Tensor, c: Tensor | None) -> Tensor:
         ctx.save_for_backward(x)
         ctx.n, ctx.c = n, c
         out = hard_sign(x)
-        return out.add_(torch.sin(x), alpha=c) if c else out
+        return out if c is None else out.addcmul_(torch.sin(x), c)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
         g = fourier_sign_grad(x, grad, ctx.n)
-        if ctx.c:
-            g.addcmul_(torch.cos(x), grad, value=ctx.c)
+        if ctx.c is not None:
+            g.addcmul_(torch.cos(x).mul_(ctx.c), grad)
         return g, None, None
 
 
-def fourier_sign(x: Tensor, n: int = N_START, sin_coef: float = 0.0) -> Tensor:
+def fourier_sign(x: Tensor, n: int | Tensor = N_START, sin_coef: Tensor | None = None) -> Tensor:
     """sign(x) with FDA's Fourier-series gradient of n+1 terms (+ sin_coef * sin(x))."""
     return _FourierSign.apply(x, n, sin_coef)
 
 
 class NoiseMLP(nn.Module):
-    """The learned part of FDA's noise adaptation: d -> max(1, d//64) -> d with ReLU.
+    """The learned part of FDA's noise adaptation: t -> ReLU(t w1) w2, d -> max(1, d//64) -> d.
 
-    Applied over the last dim (spatial_dims = 0: Linear inputs, flattened filters) or over the
-    channels (dim 1) at every position of a conv input. forward(t, base, alpha) returns
-    base + alpha MLP(t); the 0.1 sin(t) part of the noise term is fused into fourier_sign.
+    No biases (paper Eqs. 22-23, the authors' module). Applied over the last dim (spatial_dims
+    = 0: Linear inputs, flattened filters) or over the channels (dim 1) at every position of a
+    conv input. forward(t, base, alpha) returns base + alpha MLP(t); the 0.1 sin(t) part of the
+    noise term is fused into fourier_sign.
     """
 
     def __init__(self, d: int, spatial_dims: int = 0) -> None:
         super().__init__()
         hidden = max(1, d // 64)
-        self.fc1 = nn.Linear(d, hidden)
-        self.fc2 = nn.Linear(hidden, d)
-        # zero hidden bias: with a single hidden unit (d < 128) a negative random bias can make
-        # it dead for every input from the start, and the MLP would never train
-        nn.init.zeros_(self.fc1.bias)
+        self.fc1 = nn.Linear(d, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, d, bias=False)
         self.spatial_dims = spatial_dims
 
-    def forward(self, t: Tensor, base: Tensor, alpha: float = 1.0) -> Tensor:
-        # alpha scales fc2 (a tiny tensor) rather than the output (a full pass)
-        w2, b2 = self.fc2.weight * alpha, self.fc2.bias * alpha
+    def forward(self, t: Tensor, base: Tensor, alpha: float | Tensor = 1.0) -> Tensor:
+        w2 = self.fc2.weight * alpha  # alpha scales fc2 (a tiny tensor), not the output
         if self.spatial_dims == 0:
-            return base + F.linear(F.relu(F.linear(t, self.fc1.weight, self.fc1.bias)), w2, b2)
-        # channel MLP at every position: batched matmuls beat 1x1 convs on CPU; the bias rides
-        # on a row of ones and baddbmm adds the result onto `base` in the same pass
+            return torch.addmm(base.reshape(-1, base.shape[-1]),
+                               F.relu(F.linear(t.reshape(-1, t.shape[-1]), self.fc1.weight)),
+                               w2.t()).view_as(base)
+        # channel MLP at every position: batched matmuls beat 1x1 convs on CPU, and baddbmm
+        # adds the result onto `base` in the same pass
         n, c = t.shape[:2]
         flat = t.reshape(n, c, -1)
-        w1 = self.fc1.weight.expand(n, -1, -1)
-        h = F.relu(torch.baddbmm(self.fc1.bias[:, None], w1, flat))
-        h = torch.cat([h, h.new_ones(n, 1, h.shape[2])], dim=1)
-        w2 = torch.cat([w2, b2[:, None]], dim=1).expand(n, -1, -1)
-        return torch.baddbmm(base.reshape(n, c, -1), w2, h).view_as(t)
+        h = F.relu(torch.bmm(self.fc1.weight.expand(n, -1, -1), flat))
+        return torch.baddbmm(base.reshape(n, c, -1), w2.expand(n, -1, -1), h).view_as(t)
 
 
 def fda_n(step: int, total_steps: int) -> int:
@@ -134,32 +142,33 @@ class FDA(Algorithm):
             layer.input_noise = NoiseMLP(layer.in_features).to(**factory)
         else:
             layer.input_noise = NoiseMLP(layer.in_channels, layer.weight.dim() - 2).to(**factory)
-        layer.fourier_terms = N_START
-        layer.noise_alpha = 2 * 0.05  # alpha at the start of a long run
+        layer.register_buffer("fourier_terms", torch.tensor(N_START, device=layer.weight.device))
+        # alpha at the start of a long run (fda_alpha(0, total) -> 0.1 as total grows)
+        layer.register_buffer("noise_alpha", torch.tensor(2 * 0.05, **factory))
 
     def activation_sign(self, x: Tensor) -> Tensor:
         return fourier_sign(x, N_START)
 
     def binarize_input(self, layer: BinarizedLayer, x: Tensor) -> Tensor:
-        alpha = layer.noise_alpha if layer.training else 0.0
-        if not alpha:
+        if not layer.training:
             return fourier_sign(x, layer.fourier_terms)
+        alpha = layer.noise_alpha
         b = fourier_sign(x, layer.fourier_terms, NOISE_SIN * alpha)
         return layer.input_noise(x, b, alpha)
 
     def binarize_weight(self, layer: BinarizedLayer, weight: Tensor) -> Tensor:
         with torch.no_grad():
             scale = per_channel_mean_abs(weight)
-        alpha = layer.noise_alpha if layer.training else 0.0
-        if not alpha:
+        if not layer.training:
             return fourier_sign(weight, layer.fourier_terms) * scale
+        alpha = layer.noise_alpha
         b = fourier_sign(weight, layer.fourier_terms, NOISE_SIN * alpha)
         b = layer.weight_noise(weight.flatten(1), b.flatten(1), alpha)
         return b.view_as(weight) * scale
 
     def update_schedule(self, layer: BinarizedLayer, step: int, total_steps: int) -> None:
-        layer.fourier_terms = fda_n(step, total_steps)
-        layer.noise_alpha = fda_alpha(step, total_steps)
+        layer.fourier_terms.fill_(fda_n(step, total_steps))
+        layer.noise_alpha.fill_(fda_alpha(step, total_steps))
 
     def extra_fp_params(self, layer: BinarizedLayer) -> int:
         return layer.weight.shape[0]  # the channel scale; noise MLPs are training-only

@@ -4,6 +4,10 @@ RSign: sign(a - b) with a learnable threshold b per input channel (zero-initiali
 Bi-Real's polynomial gradient (Eq. 16) on a - b; applied in Conv and Linear layers alike (the
 authors' Linear forgot b). Weights: detached per-output-channel mean|w| x sign, clip-STE.
 The constant shift is supported by Larq (activation mean-shifting), so ReActNet is deployable.
+Bi-attention's activation-activation matmuls use activation_sign (no threshold): their operands
+are the outputs of the Q, K and V Linear layers, whose learned biases already are per-channel
+thresholds (sign(xW + b - t) = sign(xW + b') with b' = b - t), so a threshold there would only
+re-parametrise the bias.
 """
 
 from __future__ import annotations

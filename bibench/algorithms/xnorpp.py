@@ -3,7 +3,10 @@
 Gamma = alpha (x) beta (x) gamma with alpha in R^{C_out}, beta in R^{H_out}, gamma in R^{W_out},
 all learned and initialised to one, sized from the layer's real output shape (the authors'
 code hard-coded a maximum size of 2000 and sliced). Linear layers have alpha only, Conv1d
-alpha (x) beta(L_out). Sign uses clip-STE for weights and activations. alpha is applied to
+alpha (x) beta(L_out), except where the positions are an unordered set (PointNet's points,
+`layer.ordered_positions` False): a scale per point index would break the permutation
+invariance PointNet is built on, so those layers have alpha only. Sign uses clip-STE for
+weights and activations. alpha is applied to
 the weights (same product, cheaper), beta (x) gamma to the output. A spatial scale cannot be
 folded into BatchNorm, so XNOR++ is not deployable (paper Table 4).
 """
@@ -41,7 +44,7 @@ class XNORPlusPlus(Algorithm):
     def setup_layer(self, layer: BinarizedLayer, output_shape: tuple[int, ...]) -> None:
         factory = {"device": layer.weight.device, "dtype": layer.weight.dtype}
         layer.alpha = nn.Parameter(torch.ones(layer.weight.shape[0], **factory))
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear) or not layer.ordered_positions:
             return
         spatial = tuple(output_shape[1:])
         if len(spatial) != layer.weight.dim() - 2:
@@ -55,7 +58,7 @@ class XNORPlusPlus(Algorithm):
         return sign_clip_ste(weight) * alpha
 
     def scale_output(self, layer: BinarizedLayer, x: Tensor, y: Tensor) -> Tensor:
-        if isinstance(layer, nn.Linear):
+        if not hasattr(layer, "beta"):
             return y
         if y.dim() == 3:
             return y * layer.beta

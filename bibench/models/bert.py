@@ -18,17 +18,19 @@ num_classes == 1 is a regression output (N, 1).
 
 Attention. The two activation-activation products are submodules, `matmul_qk` (Q K^T) and
 `matmul_av` (attention . V), plain `MatMul` in a full-precision model. Binarized, attention
-becomes bi-attention (BiBERT, Qin et al. 2021):
-    A = softmax(sign(Q) sign(K)^T / sqrt(d) + mask),   A_B = bool(A - 1/n),
+becomes BiBERT's bi-attention (Qin et al. 2021):
+    A = sign(Q) sign(K)^T / sqrt(d),   A_B = bool(A) (1 where A >= 0, else 0),
     context = A_B . sign(V)
-with n the number of non-padding keys of the row: a key is attended (1) when its weight exceeds
-the uniform share, otherwise 0 (padding keys are always 0). Thresholding the softmax-normalised
-scores at 1/n keeps BiBERT's entropy argument (about half of the keys on) while every weight
-depends on all scores. bool() has a straight-through gradient (passed where |x| <= 1, always the
-case here), and sign() is the algorithm's activation sign with its gradient approximation, so Q
-and K receive gradients through the softmax; the authors' version had no softmax and gave Q and
-K none. `matmul_qk` becomes bibench.algorithms.base.BinaryMatmul (both operands signed) and
-`matmul_av` becomes `BoolSignMatMul` (A_B is already {0, 1}; signing it would make it all +1).
+with no softmax; padding keys are always 0. bool() has a straight-through gradient, passed
+where |A| <= 1 as BiBERT's paper writes it (its code passes |A| < 1 only; A takes the values
+(d - 2j) / sqrt(d), so +-1 occurs when d is a perfect square), and sign() is the
+algorithm's activation sign with its gradient approximation, so Q and K receive gradients.
+With random +-1 Q and K of d = 64 a key is on with probability 1/2 + C(64, 32) / 2^65 = 0.5497
+(A = 0 counts as on, sign(0) = +1), the entropy-maximising "about half" of BiBERT. bool(NaN)
+is NaN, so a diverged Q or K reaches the loss. `matmul_qk` becomes
+bibench.algorithms.base.BinaryMatmul (both operands signed) and `matmul_av` becomes
+`BoolSignMatMul` (A_B is already {0, 1}; signing it would make it all +1). Attention dropout
+acts on the full-precision probabilities only (BiBERT's paper has none on A_B).
 
 Bi-attention is switched on by `BertSelfAttention.bibench_binarize(algorithm)`, the hook
 binarize() should call on every module that has one after swapping the layers. Until it does,
@@ -51,7 +53,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from bibench.algorithms.base import Algorithm, BinarizedLayer, BinaryMatmul
+from bibench.algorithms.base import (
+    Algorithm,
+    BinarizedLayer,
+    BinaryMatmul,
+    clip_ste_grad,
+    hard_sign,
+)
 from bibench.models import Architecture, register_architecture
 
 
@@ -94,12 +102,12 @@ class _BoolSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
-        return (x >= 0).to(x.dtype)
+        return hard_sign(x).add_(1.0).mul_(0.5)  # (sign(x) + 1) / 2 keeps NaN
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return clip_ste_grad(x, grad, closed=True)
 
 
 def bool_ste(x: Tensor) -> Tensor:
@@ -174,19 +182,25 @@ class BertSelfAttention(nn.Module):
         n, length, _ = x.shape
         return x.view(n, length, self.heads, self.head_dim).transpose(1, 2)
 
+    def attention_weights(self, q: Tensor, k: Tensor, keys: Tensor) -> Tensor:
+        """Attention weights (N, heads, L, L) of per-head q, k; keys (N, 1, 1, L) marks real keys.
+
+        Full precision: softmax(Q K^T / sqrt(d)) over the real keys. Bi-attention: BiBERT's
+        bool(sign(Q) sign(K)^T / sqrt(d)), 0 on padding keys.
+        """
+        scores = self.matmul_qk(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        if self.bi_attention:
+            return bool_ste(scores) * keys.to(scores.dtype)
+        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
+        return scores.softmax(dim=-1)
+
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (N, L, H); mask (N, L) bool, True for real tokens."""
         if not self.bi_attention:
             self._maybe_enable_bi_attention()
         q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        scores = self.matmul_qk(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        keys = mask[:, None, None, :]
-        scores = scores.masked_fill(~keys, torch.finfo(scores.dtype).min)
-        probs = scores.softmax(dim=-1)
-        if self.bi_attention:
-            valid = keys.sum(dim=-1, keepdim=True).clamp(min=1).to(probs.dtype)
-            probs = bool_ste(probs - 1.0 / valid) * keys.to(probs.dtype)
-        else:
+        probs = self.attention_weights(q, k, mask[:, None, None, :])
+        if not self.bi_attention:
             probs = self.dropout(probs)
         ctx = self.matmul_av(probs, v)
         n, _, length, _ = ctx.shape

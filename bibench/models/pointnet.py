@@ -27,6 +27,10 @@ second 64-64 conv has 3,471,473, the "3.47M" usually quoted. `pointnet_vanilla`:
 
 Full-precision policy (`keep_fp`), besides first and last layers: the first conv of the encoder
 (reads raw coordinates) and the first conv of each T-Net, as the authors' code keeps them.
+
+The models declare `bibench_unordered_positions = True`: the Conv1d length axis is a set of
+points, so binarize() tells the algorithms not to give positions parameters of their own
+(XNOR++'s beta would be one scale per point index and break permutation invariance).
 """
 
 from __future__ import annotations
@@ -113,6 +117,8 @@ class PointNetEncoder(nn.Module):
 class PointNet(nn.Module):
     """Classification PointNet: (N, C, P) -> (N, classes)."""
 
+    bibench_unordered_positions = True  # the length axis holds points, a set
+
     def __init__(self, in_channels: int, num_classes: int, tnets: bool = True,
                  dropout: float = 0.3) -> None:
         super().__init__()
@@ -133,6 +139,8 @@ class PointNetSeg(nn.Module):
     Each point's 64-d feature (after the feature T-Net) is concatenated with the global
     feature (1088 channels) and mapped by a shared MLP 512-256-128 to the parts.
     """
+
+    bibench_unordered_positions = True  # the length axis holds points, a set
 
     def __init__(self, in_channels: int, num_parts: int, tnets: bool = True) -> None:
         super().__init__()
