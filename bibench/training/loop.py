@@ -12,7 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from bibench.binarize import update_schedules
-from bibench.training.device import autocast, determinism_note, nondeterministic_ops
+from bibench.training.device import (
+    PRECISIONS,
+    autocast,
+    determinism_note,
+    nondeterministic_ops,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,11 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
         return cls(**settings)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown training precision {self.precision!r}; expected one of "
+                             f"{PRECISIONS}")
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
@@ -110,7 +120,7 @@ def train(
         records = _epochs(model, x, y, settings, seed=seed, device=device, task_type=task_type)
     model.eval()
     note = determinism_note(ops)
-    if note.startswith("no"):
+    if note.startswith("no: "):
         log.warning("kernels without a deterministic implementation ran: %s", note[4:])
     return [{**r, "deterministic": note} for r in records]
 
