@@ -78,3 +78,27 @@ def test_gpu_hours_of_a_small_config_from_a_fake_measurement(tmp_path):
     assert result["total_gpu_hours"] == 0.7
     assert result["not_measured"] == ["vgg_small"]
     assert result["measured_on"] == ["Fake GPU"]
+
+
+def test_determinism_check_agrees_with_itself_on_cpu_and_sees_a_changed_weight(tmp_path):
+    import torch
+
+    proc = _bench("determinism_check.py", "--device", "cpu", "--epochs", "1", "--max-train",
+                  "64", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["within_tolerance"] and result["tolerance"] == 1e-6
+    for stage in ("pretrain", "finetune_bnn"):
+        assert result[stage]["max_loss_diff"] == 0.0 and result[stage]["max_weight_diff"] == 0.0
+        assert result[stage]["deterministic"] == ["yes"] and result[stage]["device"] == "cpu"
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from determinism_check import compare
+    finally:
+        sys.path.pop(0)
+    blob = torch.load(tmp_path / "pretrain2" / "model.pt", weights_only=True)
+    name = next(k for k, v in blob["state_dict"].items() if v.is_floating_point())
+    blob["state_dict"][name].view(-1)[0] += 0.5
+    torch.save(blob, tmp_path / "pretrain2" / "model.pt")
+    assert compare(tmp_path / "pretrain1", tmp_path / "pretrain2")["max_weight_diff"] == (
+        pytest.approx(0.5))
