@@ -28,6 +28,7 @@ PROVENANCE = [
     pa.field("bibench_version", pa.string()),
     pa.field("torch_version", pa.string()),
     pa.field("device", pa.string()),  # where the numbers were computed: cpu, cuda:0, ...
+    pa.field("device_model", pa.string()),  # that device's GPU or CPU model name
     pa.field("precision", pa.string()),  # arithmetic of that computation: fp32, binary, ...
     pa.field("threads", pa.int64()),
 ]
@@ -43,6 +44,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("epoch_seconds", pa.float64()),
             pa.field("lr", pa.float64()),
             pa.field("status", pa.string()),  # "ok" | "diverged"
+            # yes | no: <kernels without a deterministic implementation> | not checked | not run
+            pa.field("deterministic", pa.string()),
         ]
         + PROVENANCE
     ),
@@ -137,6 +140,7 @@ SCHEMAS["sensitivity"] = pa.schema(
         pa.field("value", pa.float64()),
         pa.field("train_status", pa.string()),
         pa.field("train_seconds", pa.float64()),
+        pa.field("deterministic", pa.string()),  # as in the train table
     ]
     + PROVENANCE
 )
@@ -168,6 +172,7 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("fp32_value", pa.float64()),
         pa.field("relative_to_fp32", pa.float64()),
         pa.field("train_status", pa.string()),
+        pa.field("train_deterministic", pa.string()),  # the train table's `deterministic`
         pa.field("train_wall_seconds", pa.float64()),
         pa.field("train_seconds_per_epoch", pa.float64()),
         pa.field("params", pa.int64()),

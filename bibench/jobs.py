@@ -73,12 +73,16 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
 
 def provenance(settings: Any, device: str, threads: int, precision: str = "fp32"
                ) -> dict[str, Any]:
-    """Where a row's numbers come from: settings hash, versions, device, precision, threads."""
+    """Where a row's numbers come from: settings hash, versions, device (kind and model),
+    precision, threads."""
+    from bibench.training.device import device_model
+
     return {
         "cell_config_hash": config_hash(settings),
         "bibench_version": bibench.__version__,
         "torch_version": version("torch"),
         "device": device,
+        "device_model": device_model(device),
         "precision": precision,
         "threads": threads,
     }
@@ -105,7 +109,8 @@ def _cell(task: str, arch: str, algorithm: str, seed: int) -> dict[str, Any]:
 def _untrained(status: str) -> list[dict[str, Any]]:
     """The single record of a cell whose training did not run to the end."""
     return [{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
-             "epoch_seconds": 0.0, "lr": float("nan"), "status": status[:500]}]
+             "epoch_seconds": 0.0, "lr": float("nan"), "status": status[:500],
+             "deterministic": "not run"}]
 
 
 def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
@@ -121,28 +126,33 @@ def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
         return _untrained(f"failed: {type(err).__name__}: {err}")
 
 
-def _training_setup(dataset: dict[str, Any], device: str, threads: int, seed: int
-                    ) -> tuple[Any, TaskData]:
+def _training_precision(settings: dict[str, Any]) -> str:
+    """The rows' `precision` of a training run: fp32, or bf16 autocast of the forward pass."""
+    return "bf16-autocast" if settings.get("precision", "fp32") == "bf16" else "fp32"
+
+
+def _training_setup(dataset: dict[str, Any], device: str, determinism: str, threads: int,
+                    seed: int) -> tuple[Any, TaskData]:
     """What every training job does first: its thread count, device and data, then the seed
     (after loading, so that the model's initialisation does not depend on the loader)."""
     import torch
 
-    from bibench.training.loop import resolve_device
+    from bibench.training.device import prepare_device
 
     torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    dev = prepare_device(device, determinism)
     data = _load_task(dataset)
     torch.manual_seed(int(seed))
     return dev, data
 
 
 def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
-               dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
-               model: str, table: str, pretrained: str | None) -> None:
-
+               dataset: dict[str, Any], settings: dict[str, Any], device: str,
+               determinism: str, threads: int, model: str, table: str,
+               pretrained: str | None) -> None:
     from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
 
-    dev, data = _training_setup(dataset, device, threads, seed)
+    dev, data = _training_setup(dataset, device, determinism, threads, seed)
     upstream = "ok"
     if pretrained is None:
         net = build_cell_model(arch, FP32, data.input_shape, data.num_classes)
@@ -163,26 +173,28 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
             "num_classes": data.num_classes, "task": task, "seed": int(seed),
             "train_status": records[-1]["status"]}
     save_checkpoint(net.cpu(), model, meta)
-    prov = provenance({"dataset": dataset, "settings": settings}, str(dev), threads)
+    prov = provenance({"dataset": dataset, "settings": settings}, str(dev), threads,
+                      _training_precision(settings))
     rows = [{**_cell(task, arch, algorithm, seed), "stage": stage, **r, **prov} for r in records]
     write_table(rows, table, "train")
 
 
 def pretrain(*, task: str, arch: str, seed: int, dataset: dict[str, Any],
-             settings: dict[str, Any], device: str, threads: int, model: str, table: str) -> None:
+             settings: dict[str, Any], device: str, determinism: str, threads: int, model: str,
+             table: str) -> None:
     """Train the FP32 model of (task, arch, seed): the start of every binarized cell."""
     _train_job(stage="pretrain", task=task, arch=arch, algorithm=FP32, seed=seed,
-               dataset=dataset, settings=settings, device=device, threads=threads,
-               model=model, table=table, pretrained=None)
+               dataset=dataset, settings=settings, device=device, determinism=determinism,
+               threads=threads, model=model, table=table, pretrained=None)
 
 
 def finetune(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
-             settings: dict[str, Any], device: str, threads: int, pretrained: str, model: str,
-             table: str) -> None:
+             settings: dict[str, Any], device: str, determinism: str, threads: int,
+             pretrained: str, model: str, table: str) -> None:
     """Binarize the pretrained FP32 model with `algorithm` and finetune it."""
     _train_job(stage="finetune", task=task, arch=arch, algorithm=algorithm, seed=seed,
-               dataset=dataset, settings=settings, device=device, threads=threads,
-               model=model, table=table, pretrained=pretrained)
+               dataset=dataset, settings=settings, device=device, determinism=determinism,
+               threads=threads, model=model, table=table, pretrained=pretrained)
 
 
 def _conditions(data: TaskData, corruptions: dict[str, Any]):
@@ -207,14 +219,13 @@ def _conditions(data: TaskData, corruptions: dict[str, Any]):
 
 
 def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str,
-                dataset: dict[str, Any], settings: dict[str, Any], device: str, threads: int,
-                pretrained: str | list, table: str) -> None:
+                dataset: dict[str, Any], settings: dict[str, Any], device: str,
+                determinism: str, threads: int, pretrained: str | list, table: str) -> None:
     """One run of the sensitivity grid: train with `settings`, then the clean test metric."""
-
     from bibench.evaluation.predict import METRICS, predict
     from bibench.training.checkpoint import build_cell_model, load_checkpoint
 
-    dev, data = _training_setup(dataset, device, threads, seed)
+    dev, data = _training_setup(dataset, device, determinism, threads, seed)
     fp_model = load_checkpoint(pretrained)[0] if algorithm != FP32 else None
     net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
     log.info("sensitivity %s %s/%s/%s seed %s: %s", setting, task, arch, algorithm, seed,
@@ -229,29 +240,38 @@ def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str
            "scheduler": settings["scheduler"], "epochs": int(settings["epochs"]),
            "metric": data.metric, "value": value, "train_status": status,
            "train_seconds": float(sum(r["epoch_seconds"] for r in records)),
-           **provenance({"dataset": dataset, "settings": settings}, str(dev), threads)}
+           "deterministic": records[-1]["deterministic"],
+           **provenance({"dataset": dataset, "settings": settings}, str(dev), threads,
+                        _training_precision(settings))}
     write_table([row], table, "sensitivity")
 
 
 def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
-             corruptions: dict[str, Any], threads: int, checkpoint: str, table: str) -> None:
-    """Task metric on the clean test set and on each corruption x severity."""
+             corruptions: dict[str, Any], threads: int, checkpoint: str, table: str,
+             device: str = "cpu", determinism: str = "warn") -> None:
+    """Task metric on the clean test set and on each corruption x severity.
+
+    With `device: cuda` the job evaluates on its GPU when it has one and on the CPU otherwise
+    (cluster profiles group evaluation with export on CPU nodes); the rows say which.
+    """
     import torch
 
     from bibench.evaluation.predict import METRICS, predict
     from bibench.training.checkpoint import load_checkpoint
+    from bibench.training.device import prepare_device
 
     torch.set_num_threads(threads)
+    dev = prepare_device("auto" if device == "cuda" else device, determinism)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
     trained = meta.get("train_status", "ok") == "ok"
     if not trained:
         log.warning("training status %r: metrics are recorded as NaN", meta["train_status"])
     metric = METRICS[data.metric]
-    prov = provenance({"dataset": dataset, "corruptions": corruptions}, "cpu", threads)
+    prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads)
     rows = []
     for condition, severity, x, y in _conditions(data, corruptions):
-        value = metric(predict(net, x), y) if trained else float("nan")
+        value = metric(predict(net, x, device=dev), y) if trained else float("nan")
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
@@ -412,8 +432,9 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
         algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
         exports=exports, settings=settings, max_threads=threads)
     prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1).items()
-            if k not in ("threads", "precision", "device")}
-    out = [{**_cell(task, arch, algorithm, seed), **r, **prov} for r in rows]
+            if k not in ("threads", "precision", "device", "device_model")}
+    out = [{**_cell(task, arch, algorithm, seed), **r, "device_model": r["cpu_model"], **prov}
+           for r in rows]
     for r in out:
         log.info("%s %s %d threads: %s; %.3f ms vs fp32 %.3f ms (x%.2f)", r["device_name"],
                  r["engine"], r["threads"], r["status"], r["median_ms"], r["fp32_median_ms"],

@@ -56,7 +56,8 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
     wall = wall.rename(columns={"epoch_seconds": "train_wall_seconds"})
     per_epoch = train[train["status"] == "ok"].groupby(KEY, as_index=False)["epoch_seconds"]
     per_epoch = per_epoch.mean().rename(columns={"epoch_seconds": "train_seconds_per_epoch"})
-    last = last[KEY + ["status"] + _PROVENANCE_NAMES].rename(columns={"status": "train_status"})
+    last = last[KEY + ["status", "deterministic"] + _PROVENANCE_NAMES].rename(
+        columns={"status": "train_status", "deterministic": "train_deterministic"})
     return last.merge(wall, on=KEY).merge(per_epoch, on=KEY, how="left")
 
 

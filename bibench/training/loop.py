@@ -12,6 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from bibench.binarize import update_schedules
+from bibench.training.device import (
+    PRECISIONS,
+    autocast,
+    determinism_note,
+    nondeterministic_ops,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +31,7 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     scheduler: str = "cosine"
+    precision: str = "fp32"  # or "bf16": autocast of forward and loss; weights stay fp32
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> TrainSettings:
@@ -33,6 +40,11 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
         return cls(**settings)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown training precision {self.precision!r}; expected one of "
+                             f"{PRECISIONS}")
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
@@ -97,12 +109,24 @@ def train(
     device: torch.device,
     task_type: str = "classification",
 ) -> list[dict[str, Any]]:
-    """Train in place; return one record per epoch (loss, accuracy, seconds, lr, status).
+    """Train in place; return one record per epoch (loss, accuracy, seconds, lr, status,
+    deterministic: whether PyTorch's deterministic mode saw only deterministic kernels).
 
     Training stops at the first non-finite loss and the last record says "diverged", so a
     failed cell is reported as such instead of silently producing garbage.
     """
     model.to(device).train()
+    with nondeterministic_ops() as ops:
+        records = _epochs(model, x, y, settings, seed=seed, device=device, task_type=task_type)
+    model.eval()
+    note = determinism_note(ops)
+    if note.startswith("no: "):
+        log.warning("kernels without a deterministic implementation ran: %s", note[4:])
+    return [{**r, "deterministic": note} for r in records]
+
+
+def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, seed: int,
+            device: torch.device, task_type: str) -> list[dict[str, Any]]:
     opt = make_optimizer(model, settings)
     sched = make_scheduler(opt, settings)
     gen = torch.Generator().manual_seed(seed)
@@ -116,8 +140,9 @@ def train(
         total_loss, correct, seen, status = 0.0, 0.0, 0, "ok"
         for idx in torch.randperm(n, generator=gen).split(settings.batch_size):
             xb, yb = x[idx].to(device), y[idx].to(device)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
+            with autocast(device, settings.precision):
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
             if not math.isfinite(loss.item()):
                 status = "diverged"
                 break
@@ -145,5 +170,4 @@ def train(
         )
         if status != "ok":
             break
-    model.eval()
     return records

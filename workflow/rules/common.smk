@@ -21,6 +21,7 @@ SEEDS = CONFIG["seeds"]
 EXPORT = CONFIG["export"]
 LATENCY = CONFIG["latency"]
 DEVICE = CONFIG["device"]
+DETERMINISM = CONFIG["determinism"]
 # Machine settings: a profile's set-threads overrides these (profiles/slurm gives training
 # more). One thread per training job lets small models train side by side, which on a laptop
 # beats two threads per job.

@@ -12,6 +12,8 @@ rule evaluate:
         seed="{seed}",
         dataset=dataset_params,
         corruptions=corruption_params,
+        device=DEVICE,
+        determinism=DETERMINISM,
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
     threads: 1

@@ -12,6 +12,7 @@ rule pretrain:
         dataset=dataset_params,
         settings=pretrain_settings,
         device=DEVICE,
+        determinism=DETERMINISM,
     log:
         "logs/pretrain/{task}/{arch}/seed{seed}.log",
     benchmark:
@@ -42,6 +43,7 @@ rule binarize_finetune:
         dataset=dataset_params,
         settings=finetune_settings,
         device=DEVICE,
+        determinism=DETERMINISM,
     wildcard_constraints:
         algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
     log:

@@ -1,0 +1,132 @@
+"""GPU-hours of a config's training jobs, from bench/train_step.py measurements (not a test).
+
+Every training job of the config (pretrain per task x architecture x seed, binarize_finetune
+per binarized algorithm, and every sensitivity run) costs epochs x ceil(train samples / batch)
+steps; a step costs the measured step time of its architecture and algorithm, scaled linearly
+from the measured batch size to the job's. Evaluation, export and latency run on CPUs and are
+not counted. Method and caveats: docs/gpu.md.
+
+    python bench/train_step.py --device cuda --arch resnet18 --batch 128 --json > rn18.json
+    python bench/gpu_hours.py --config config/paper.yaml rn18.json [more.json ...] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bibench.catalog import EMBEDDED_DATASETS, FP32
+from bibench.config import canonical, check_config
+
+# Training-set sizes of the official datasets (the splits bibench.data.official reads).
+TRAIN_SAMPLES = {
+    "cifar10": 50_000, "imagenet": 1_281_167, "modelnet40": 9_843, "shapenet_part": 12_137,
+    "speech_commands": 51_088, "glue_cola": 8_551, "glue_sst2": 67_349, "glue_mrpc": 3_668,
+    "glue_stsb": 5_749, "glue_qqp": 363_846, "glue_mnli": 392_702, "glue_qnli": 104_743,
+    "glue_rte": 2_490, "glue_wnli": 635,
+}
+
+
+def train_samples(task: dict[str, Any]) -> int:
+    """Samples one epoch of the task trains on (max_train caps the dataset)."""
+    name = task["dataset"]
+    if name in EMBEDDED_DATASETS:
+        from bibench.data import load_dataset
+
+        n = len(load_dataset(name, options=task.get("options"), max_train=task["max_train"])
+                .x_train)
+    else:
+        n = TRAIN_SAMPLES[name]
+    return min(n, task["max_train"]) if task.get("max_train") else n
+
+
+def training_jobs(config: dict[str, Any]) -> Iterator[tuple[str, str, str, str, dict]]:
+    """(kind, task, arch, algorithm, settings) of every training job the workflow runs."""
+    binary = [a for a in config["algorithms"] if a != FP32]
+    for name, task in config["tasks"].items():
+        for arch in task["architectures"]:
+            for _seed in config["seeds"]:
+                yield "pretrain", name, arch, FP32, task["pretrain"]
+                for algo in binary:
+                    yield "finetune", name, arch, algo, task["finetune"]
+    sens = config["sensitivity"]
+    for name in sens["tasks"]:
+        task = config["tasks"][name]
+        for arch in task["architectures"]:
+            for algo in config["algorithms"]:
+                base = task["pretrain"] if algo == FP32 else task["finetune"]
+                for override in sens["settings"].values():
+                    for _seed in sens["seeds"]:
+                        yield "sensitivity", name, arch, algo, {**base, **override}
+
+
+def load_measurements(paths: list[str]) -> dict[str, dict[str, Any]]:
+    """train_step.py JSON objects by architecture (one per architecture)."""
+    by_arch: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        m = json.loads(Path(path).read_text())
+        if m["arch"] in by_arch:
+            raise ValueError(f"{path}: a second measurement of {m['arch']}")
+        by_arch[m["arch"]] = m
+    return by_arch
+
+
+def step_seconds(m: dict[str, Any], algorithm: str, batch: int) -> float:
+    """The measured step time of `algorithm`, scaled linearly to `batch`."""
+    entry = m["fp32"] if algorithm == FP32 else m["algorithms"][algorithm]
+    return entry["step_ms"] / 1e3 * batch / m["batch"]
+
+
+def estimate(config: dict[str, Any], measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """GPU-hours per task/arch and in total; what has no measurement is listed (arch/algorithm,
+    or the architecture alone when none of it was measured) and not counted."""
+    hours: dict[str, float] = defaultdict(float)
+    jobs: dict[str, int] = defaultdict(int)
+    missing: set[str] = set()
+    samples = {name: train_samples(task) for name, task in config["tasks"].items()}
+    for _kind, task, arch, algo, settings in training_jobs(config):
+        if arch not in measured or (algo != FP32 and algo not in measured[arch]["algorithms"]):
+            missing.add(f"{arch}/{algo}")
+            continue
+        steps = settings["epochs"] * math.ceil(samples[task] / settings["batch_size"])
+        hours[f"{task}/{arch}"] += steps * step_seconds(measured[arch], algo,
+                                                        settings["batch_size"]) / 3600
+        jobs[f"{task}/{arch}"] += 1
+    return {"per_task_arch": {k: {"jobs": jobs[k], "gpu_hours": round(v, 2)}
+                              for k, v in sorted(hours.items())},
+            "total_gpu_hours": round(sum(hours.values()), 2),
+            "not_measured": sorted(a for a in missing if a.split("/")[0] in measured)
+            + sorted({a.split("/")[0] for a in missing if a.split("/")[0] not in measured}),
+            "measured_on": sorted({m["device_model"] for m in measured.values()})}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("measurements", nargs="+", help="bench/train_step.py --json outputs")
+    parser.add_argument("--config", default="config/paper.yaml")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    config = canonical(check_config(yaml.safe_load(Path(args.config).read_text())))
+    result = estimate(config, load_measurements(args.measurements))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.config} on {', '.join(result['measured_on'])}")
+    for key, r in result["per_task_arch"].items():
+        print(f"{key:<40} {r['jobs']:>5} jobs {r['gpu_hours']:>10.1f} GPU-h")
+    print(f"{'total':<40} {'':>10} {result['total_gpu_hours']:>10.1f} GPU-h")
+    if result["not_measured"]:
+        print("not counted (no measurement): " + ", ".join(result["not_measured"]),
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
