@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -88,30 +89,38 @@ def grid_anchors(base: Tensor, stride: float, height: int, width: int) -> Tensor
     return (shifts + base[None]).reshape(-1, 4)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float,
+        max_keep: int | None = None) -> Tensor:
     """Indices kept by greedy non-maximum suppression, by decreasing score.
 
     A box is dropped when its IoU with a kept, higher-scoring box exceeds `iou_threshold`.
+    Runs on the CPU in O(kept x boxes) time and O(boxes) memory (no full IoU matrix); stops
+    after `max_keep` boxes (greedy order makes the first ones final).
     """
-    order = scores.argsort(descending=True)
-    if order.numel() == 0:
-        return order
-    iou = box_iou(boxes[order], boxes[order])
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    overlaps = (iou > iou_threshold).cpu()
-    for i in range(len(order)):
-        if not suppressed[i]:
-            suppressed |= overlaps[i] & (torch.arange(len(order)) > i)
-    return order[~suppressed.to(order.device)]
+    order = scores.detach().argsort(descending=True)
+    b = boxes.detach()[order].cpu().double().numpy()
+    area = (b[:, 2] - b[:, 0]).clip(min=0) * (b[:, 3] - b[:, 1]).clip(min=0)
+    remaining = np.arange(len(b))
+    keep: list[int] = []
+    while remaining.size and (max_keep is None or len(keep) < max_keep):
+        i, rest = remaining[0], remaining[1:]
+        keep.append(int(i))
+        w = (np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])).clip(min=0)
+        h = (np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])).clip(min=0)
+        inter = w * h
+        iou = inter / np.maximum(area[i] + area[rest] - inter, np.finfo(np.float64).eps)
+        remaining = rest[iou <= iou_threshold]
+    return order[torch.tensor(keep, dtype=torch.int64).to(order.device)]
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float,
+                max_keep: int | None = None) -> Tensor:
     """NMS within each label only: boxes of different labels never suppress each other."""
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     # shift each label's boxes to a region of their own, one NMS for all
     offset = labels.to(boxes.dtype) * (boxes.max() - boxes.min() + 1)
-    return nms(boxes + offset[:, None], scores, iou_threshold)
+    return nms(boxes + offset[:, None], scores, iou_threshold, max_keep)
 
 
 def _bilinear_weights(coords: Tensor, valid: Tensor, size: int) -> Tensor:
@@ -159,13 +168,13 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
     wy = _axis_weights(boxes[:, 1], roi_h, out_h, sampling_ratio, height)  # (K, out_h, H)
     wx = _axis_weights(boxes[:, 0], roi_w, out_w, sampling_ratio, width)  # (K, out_w, W)
-    out = features.new_zeros(len(rois), features.shape[1], out_h, out_w)
     batch = rois[:, 0].round().long()
-    for n in range(features.shape[0]):
+    parts = []
+    for n in range(features.shape[0]):  # a RoI of another image gets all-zero weights
         mask = (batch == n).to(features.dtype)[:, None, None]
         rows = torch.matmul((wy * mask)[:, None], features[n][None])  # (K, C, out_h, W)
-        out = out + torch.matmul(rows, wx[:, None].transpose(-1, -2))
-    return out
+        parts.append(torch.matmul(rows, wx[:, None].transpose(-1, -2)))
+    return torch.stack(parts).sum(dim=0)
 
 
 # Assignment codes of `match_anchors`.
