@@ -10,7 +10,7 @@ from torch import nn
 from bibench.algorithms.base import BinarizedLayer
 from bibench.binarize import binarize, binarized_layers
 from bibench.models import build_model, get_architecture
-from bibench.models.detection.common import pad_targets, split_targets
+from bibench.models.detection.common import ground_truth, pad_targets, split_targets
 from bibench.models.detection.ssd import _map_sizes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,10 +31,17 @@ def example_input(model: nn.Module, images: torch.Tensor):
     return images
 
 
-def test_targets_round_trip_without_padding():
+def test_targets_round_trip_without_padding_and_ignored_rows():
     (b0, l0), (b1, l1) = split_targets(targets())
     assert b0.tolist() == [[8, 10, 40, 50], [50, 20, 90, 70]] and l0.tolist() == [1, 2]
     assert b1.tolist() == [[20, 30, 70, 80]] and l1.tolist() == [0]
+    flagged = pad_targets([torch.tensor([[1.0, 2, 3, 4], [5, 6, 7, 8]])], [torch.tensor([3, 4])],
+                          [torch.tensor([False, True])])
+    (boxes, labels), = split_targets(flagged)
+    assert boxes.tolist() == [[1, 2, 3, 4]] and labels.tolist() == [3]
+    gt = ground_truth(flagged)[0]
+    assert gt["labels"].tolist() == [3, 4] and gt["difficult"].tolist() == [False, True]
+    assert ground_truth(flagged, "iscrowd")[0]["iscrowd"].tolist() == [False, True]
 
 
 def test_registered_as_cnns_with_head_policies():

@@ -4,7 +4,7 @@ One module per modality; importing this package registers every embedded dataset
 built from them is labelled `embedded` and names the paper dataset it stands in for.
 """
 
-from bibench.data.embedded import images, others
+from bibench.data.embedded import detection, images, others
 
 # The loaders' source: the on-disk cache of parsed datasets is keyed on it.
-MODULES = (images, others)
+MODULES = (images, others, detection)

@@ -1,9 +1,10 @@
 """What both detectors share: the target format, detection post-processing, the base class.
 
-Targets travel as one padded tensor (N, G, 5) per batch: rows (label, x1, y1, x2, y2) with
-0-based labels, and label -1 for padding, so that a detection task's targets are a plain tensor
-like every other task's. The network's forward returns raw head outputs only (exportable);
-decoding and NMS (`detect`) run outside the graph.
+Targets travel as one padded tensor (N, G, 6) per batch: rows (label, x1, y1, x2, y2, ignore)
+with 0-based labels, label -1 for padding and ignore = 1 for VOC 'difficult' / COCO crowd
+objects (left out of training, ignored by the metrics), so that a detection task's targets are
+a plain tensor like every other task's. The network's forward returns raw head outputs only
+(exportable); decoding and NMS (`detect`) run outside the graph.
 """
 
 from __future__ import annotations
@@ -18,21 +19,34 @@ PADDING_LABEL = -1
 
 
 def split_targets(targets: Tensor) -> list[tuple[Tensor, Tensor]]:
-    """(boxes (G, 4), labels (G,)) of every image, padding rows dropped."""
+    """(boxes (G, 4), labels (G,)) of every image for training: padding and ignored rows out."""
     out = []
     for rows in targets:
-        real = rows[:, 0] != PADDING_LABEL
-        out.append((rows[real, 1:].float(), rows[real, 0].long()))
+        real = (rows[:, 0] != PADDING_LABEL) & (rows[:, 5] == 0)
+        out.append((rows[real, 1:5].float(), rows[real, 0].long()))
     return out
 
 
-def pad_targets(boxes: list[Tensor], labels: list[Tensor]) -> Tensor:
-    """The padded (N, G, 5) form of per-image boxes and labels."""
+def ground_truth(targets: Tensor, ignore_key: str = "difficult") -> list[dict]:
+    """Per-image ground truth for the metrics: boxes, labels and the ignore flags under
+    `ignore_key` ('difficult' for VOC07 mAP, 'iscrowd' for COCO)."""
+    out = []
+    for rows in targets:
+        rows = rows[rows[:, 0] != PADDING_LABEL].numpy()
+        out.append({"boxes": rows[:, 1:5], "labels": rows[:, 0].astype(int),
+                    ignore_key: rows[:, 5] > 0})
+    return out
+
+
+def pad_targets(boxes: list[Tensor], labels: list[Tensor],
+                ignore: list[Tensor] | None = None) -> Tensor:
+    """The padded (N, G, 6) form of per-image boxes, labels and ignore flags."""
     width = max([len(b) for b in boxes] + [1])
-    out = torch.full((len(boxes), width, 5), float(PADDING_LABEL))
+    out = torch.full((len(boxes), width, 6), float(PADDING_LABEL))
     for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
         out[i, : len(b), 0] = lab.float()
-        out[i, : len(b), 1:] = b.float()
+        out[i, : len(b), 1:5] = b.float()
+        out[i, : len(b), 5] = 0.0 if ignore is None else ignore[i].float()
     return out
 
 
