@@ -125,8 +125,8 @@ DOWNLOADS: dict[str, dict[str, Any]] = {
 
 # Datasets that come as several downloads: fetch(name) fetches every part.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "voc": ("voc2007_trainval", "voc2007_test", "voc2012_trainval"),
-    "coco": ("coco2017_annotations_trainval", "coco2017_train", "coco2017_val"),
+    "voc07": ("voc2007_trainval", "voc2007_test", "voc2012_trainval"),
+    "coco17": ("coco2017_annotations_trainval", "coco2017_train", "coco2017_val"),
 }
 
 MANUAL: dict[str, str] = {

@@ -158,3 +158,29 @@ def coco_eval(gts: Sequence[dict], dets: Sequence[dict], num_classes: int) -> di
 def coco_map(gts: Sequence[dict], dets: Sequence[dict], num_classes: int) -> float:
     """COCO mAP@[.5:.95] (pycocotools)."""
     return coco_eval(gts, dets, num_classes)["map"]
+
+
+def _as_numpy(detections: Sequence[dict]) -> list[dict]:
+    return [{k: np.asarray(v) for k, v in d.items()} for d in detections]
+
+
+def _classes(gts: Sequence[dict], dets: Sequence[dict]) -> int:
+    labels = [np.asarray(x["labels"]).reshape(-1) for x in [*gts, *dets]]
+    return int(max((lab.max() for lab in labels if lab.size), default=-1)) + 1
+
+
+def voc07_map_metric(detections: Sequence[dict], targets: Any) -> float:
+    """VOC07 mAP of per-image detections against padded (N, G, 6) targets (task metric form).
+    Classes without objects are left out of the mean, so the class count need not be given."""
+    from bibench.models.detection.common import ground_truth
+
+    gts = ground_truth(targets, "difficult")
+    return voc07_map(gts, _as_numpy(detections), _classes(gts, detections))
+
+
+def coco_map_metric(detections: Sequence[dict], targets: Any) -> float:
+    """COCO mAP@[.5:.95] (pycocotools) of per-image detections against padded targets."""
+    from bibench.models.detection.common import ground_truth
+
+    gts = ground_truth(targets, "iscrowd")
+    return coco_map(gts, _as_numpy(detections), _classes(gts, detections))

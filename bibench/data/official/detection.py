@@ -67,7 +67,7 @@ def voc_dir(root: Path, year: str, split: str) -> Path:
             return base
     raise DatasetNotFoundError(
         f"voc: VOC{year} {split} not found: expected {candidates[0]}/ImageSets/Main/{split}.txt "
-        f"with Annotations/ and JPEGImages/. How to get it: {how_to_get('voc')}")
+        f"with Annotations/ and JPEGImages/. How to get it: {how_to_get('voc07')}")
 
 
 def voc_records(root: str | Path, sets: tuple[tuple[str, str], ...]) -> list[DetectionRecord]:
@@ -97,7 +97,7 @@ def coco_paths(root: str | Path, split: str, year: str) -> tuple[Path, Path]:
             return base / rel[0], base / rel[1]
     raise DatasetNotFoundError(
         f"coco: COCO {split}{year} not found: expected {root / 'coco' / rel[0]} and "
-        f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get('coco')}")
+        f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get('coco17')}")
 
 
 def coco_categories(annotation_file: Path) -> list[dict]:

@@ -88,3 +88,7 @@ class Detector(nn.Module):
 
     def detect(self, images: Tensor) -> list[dict[str, Tensor]]:
         raise NotImplementedError
+
+    def trace_input(self, images: Tensor) -> tuple[Tensor, ...]:
+        """The arguments `forward` takes for a batch of `images` (binarize() traces them)."""
+        return (images,)

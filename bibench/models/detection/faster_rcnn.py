@@ -115,6 +115,12 @@ class FasterRCNN(Detector):
         cls_logits, box_deltas = self.roi_head(features, rois)
         return rpn_logits, rpn_deltas, cls_logits, box_deltas
 
+    def trace_input(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and one RoI per image (forward needs RoIs)."""
+        h, w = images.shape[-2:]
+        rois = torch.tensor([[float(i), 0.0, 0.0, w / 2, h / 2] for i in range(len(images))])
+        return images, rois
+
     def anchors(self, features: Tensor) -> Tensor:
         return grid_anchors(self.anchors_base, self.stride, *features.shape[-2:]).to(
             features.device)
