@@ -110,9 +110,10 @@ def expected_binary_layers(name: str) -> set[str]:
     if name.startswith("faster"):
         body = {f"body.layer{s}.{b}.conv{c}" for s in (1, 2, 3) for b in (0, 1) for c in (1, 2)}
         return body | {f"roi_head.layer4.{b}.conv{c}" for b in (0, 1) for c in (1, 2)}
-    vgg = {f"features1.{i}" for i in (2, 5, 7, 10, 12, 14, 17, 19, 21)}
-    return vgg | {f"features2.{i}" for i in (1, 3, 5, 8, 10)} | {
-        f"extras.{k}.{i}" for k in range(4) for i in (0, 2)}
+    # the small SSD has conv-BN-ReLU blocks: VGG16 convs at these indices, conv1_1 (0) kept
+    vgg = {f"features1.{i}" for i in (3, 7, 10, 14, 17, 20, 24, 27, 30)}
+    return vgg | {f"features2.{i}" for i in (1, 4, 7, 11, 14)} | {
+        f"extras.{k}.{i}" for k in range(4) for i in (0, 3)}
 
 
 @pytest.mark.parametrize("name", ["faster_rcnn_r18_small", "ssd300_vgg16_small"])

@@ -55,7 +55,7 @@ def select_detections(boxes: Tensor, scores: Tensor, score_thr: float, nms_thr: 
     """Per-class boxes (P, C, 4) and scores (P, C) -> kept detections of one image: the
     `pre_nms` best (box, class) pairs above `score_thr`, per-class NMS, `max_per_image` kept."""
     num_classes = scores.shape[1]
-    labels = torch.arange(num_classes).expand_as(scores)
+    labels = torch.arange(num_classes, device=scores.device).expand_as(scores)
     boxes = boxes.expand(-1, num_classes, -1) if boxes.shape[1] == 1 else boxes
     mask = scores > score_thr
     boxes, scores, labels = boxes[mask], scores[mask], labels[mask]

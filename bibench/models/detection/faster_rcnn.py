@@ -118,7 +118,7 @@ class FasterRCNN(Detector):
     def trace_input(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Images and one RoI per image (forward needs RoIs)."""
         h, w = images.shape[-2:]
-        rois = torch.tensor([[float(i), 0.0, 0.0, w / 2, h / 2] for i in range(len(images))])
+        rois = images.new_tensor([[float(i), 0.0, 0.0, w / 2, h / 2] for i in range(len(images))])
         return images, rois
 
     def anchors(self, features: Tensor) -> Tensor:
@@ -173,7 +173,7 @@ class FasterRCNN(Detector):
             rois.append(props[torch.cat([pos, neg])])
             labels.append(torch.cat([classes[assigned[pos]],
                                      classes.new_full((len(neg),), self.num_classes)]))
-            goal = torch.zeros(len(pos) + len(neg), 4)
+            goal = boxes.new_zeros(len(pos) + len(neg), 4)
             goal[: len(pos)] = encode_boxes(props[pos], boxes[assigned[pos]], RCNN_STDS)
             goals.append(goal)
         return self.rois(rois), torch.cat(labels), torch.cat(goals)

@@ -55,7 +55,14 @@ class L2Norm(nn.Module):
         return x / norm * self.weight[None, :, None, None]
 
 
-def _vgg16(in_channels: int, scale: float) -> tuple[nn.Sequential, nn.Sequential]:
+def _conv(in_ch: int, out: int, batch_norm: bool, *args, **kwargs) -> list[nn.Module]:
+    """A conv (bias-free before BatchNorm), optional BatchNorm, ReLU."""
+    conv = nn.Conv2d(in_ch, out, *args, bias=not batch_norm, **kwargs)
+    return [conv, nn.BatchNorm2d(out), nn.ReLU()] if batch_norm else [conv, nn.ReLU()]
+
+
+def _vgg16(in_channels: int, scale: float, batch_norm: bool
+           ) -> tuple[nn.Sequential, nn.Sequential]:
     """VGG16 up to conv4_3 + ReLU, and from pool4 to fc7 + ReLU."""
     layers: list[nn.Module] = []
     split, channels = 0, in_channels
@@ -66,17 +73,18 @@ def _vgg16(in_channels: int, scale: float) -> tuple[nn.Sequential, nn.Sequential
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             continue
         out = max(1, round(int(item) * scale))
-        layers += [nn.Conv2d(channels, out, 3, 1, 1), nn.ReLU()]
+        layers += _conv(channels, out, batch_norm, 3, 1, 1)
         channels = out
     fc = max(1, round(1024 * scale))
-    layers += [nn.MaxPool2d(3, 1, 1), nn.Conv2d(channels, fc, 3, 1, 6, dilation=6), nn.ReLU(),
-               nn.Conv2d(fc, fc, 1), nn.ReLU()]
+    layers += [nn.MaxPool2d(3, 1, 1), *_conv(channels, fc, batch_norm, 3, 1, 6, dilation=6),
+               *_conv(fc, fc, batch_norm, 1)]
     return nn.Sequential(*layers[:split]), nn.Sequential(*layers[split:])
 
 
-def _extra(in_ch: int, mid: int, out: int, stride: int, padding: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, mid, 1), nn.ReLU(),
-                         nn.Conv2d(mid, out, 3, stride, padding), nn.ReLU())
+def _extra(in_ch: int, mid: int, out: int, stride: int, padding: int,
+           batch_norm: bool) -> nn.Sequential:
+    return nn.Sequential(*_conv(in_ch, mid, batch_norm, 1),
+                         *_conv(mid, out, batch_norm, 3, stride, padding))
 
 
 def _map_sizes(size: int) -> list[int]:
@@ -110,21 +118,24 @@ def default_box_shapes(size: int) -> list[Tensor]:
 
 
 class SSD300(Detector):
-    """SSD300 with VGG16; `scale` multiplies every channel count (1.0 = the paper's)."""
+    """SSD300 with VGG16; `scale` multiplies every channel count (1.0 = the paper's);
+    `batch_norm` puts BatchNorm after every backbone and extra conv (not in the paper's SSD,
+    which starts from an ImageNet-pretrained VGG16; from scratch, VGG16 does not train without
+    it)."""
 
     def __init__(self, in_channels: int, num_classes: int, size: int = 300,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, batch_norm: bool = False) -> None:
         super().__init__()
         from bibench.models.detection.ops import grid_anchors
 
         self.num_classes, self.size = num_classes, size
-        self.features1, self.features2 = _vgg16(in_channels, scale)
+        self.features1, self.features2 = _vgg16(in_channels, scale, batch_norm)
         ch = [max(1, round(c * scale)) for c in MAP_CHANNELS]
         self.l2norm = L2Norm(ch[0])
         maps = _map_sizes(size)
         self.extras = nn.ModuleList([
             _extra(ch[k + 1], max(1, round(EXTRA_MIDDLE[k] * scale)), ch[k + 2],
-                   2 if k < 2 else 1, 1 if k < 2 or maps[k + 1] < 3 else 0)
+                   2 if k < 2 else 1, 1 if k < 2 or maps[k + 1] < 3 else 0, batch_norm)
             for k in range(4)])
         shapes = default_box_shapes(size)
         self.cls_heads = nn.ModuleList([nn.Conv2d(c, len(s) * (num_classes + 1), 3, 1, 1)
@@ -199,9 +210,10 @@ def ssd300_vgg16(input_shape: tuple[int, ...], num_classes: int, **kwargs) -> SS
 
 
 def ssd300_vgg16_small(input_shape: tuple[int, ...], num_classes: int, **kwargs) -> SSD300:
-    """An eighth of the channels, for the embedded task on a CPU."""
+    """An eighth of the channels and BatchNorm (it trains from scratch), for the embedded task."""
     _check_square(input_shape)
-    return SSD300(input_shape[0], num_classes, size=input_shape[1], **{"scale": 0.125, **kwargs})
+    options = {"scale": 0.125, "batch_norm": True, **kwargs}
+    return SSD300(input_shape[0], num_classes, size=input_shape[1], **options)
 
 
 def _check_square(input_shape: tuple[int, ...]) -> None:
@@ -219,4 +231,4 @@ register_architecture(Architecture(
     description="SSD300, VGG16 + extras (six maps, 8732 default boxes at 300x300)"))
 register_architecture(Architecture(
     name="ssd300_vgg16_small", family="cnn", build=ssd300_vgg16_small, keep_fp=SSD_FP,
-    description="SSD300 VGG16 at 1/8 of the channels (embedded task)"))
+    description="SSD300 VGG16 at 1/8 of the channels, with BatchNorm (embedded task)"))
