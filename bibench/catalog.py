@@ -21,14 +21,17 @@ _NOT_ALGORITHMS = {"__init__", "base"}
 # Dataset facts the workflow needs at parse time (tests check them against the registries).
 EMBEDDED_DATASETS = frozenset({
     "mnist_embedded", "digits_embedded", "speech_embedded", "text_embedded",
-    "pointcloud_embedded", "partseg_embedded",
+    "pointcloud_embedded", "partseg_embedded", "mnist_detection_embedded",
 })
-IMAGE_DATASETS = frozenset({"mnist_embedded", "digits_embedded", "cifar10", "imagenet"})
+# Image tasks: corruptions apply to their test images (detection too: the paper's robustness
+# track is image-level).
+IMAGE_DATASETS = frozenset({"mnist_embedded", "digits_embedded", "cifar10", "imagenet",
+                            "mnist_detection_embedded", "voc07", "coco17", "coco14"})
 # Official datasets with a download rule (bibench.data.downloads.DOWNLOADS); ImageNet has none.
 DOWNLOADABLE = frozenset({
     "cifar10", "cifar10c", "modelnet40", "shapenet_part", "speech_commands", "glue_cola",
     "glue_sst2", "glue_mrpc", "glue_stsb", "glue_qqp", "glue_mnli", "glue_qnli", "glue_rte",
-    "glue_wnli",
+    "glue_wnli", "voc07", "coco17",
 })
 DEFAULT_DATA_ROOT = "resources"
 

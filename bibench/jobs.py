@@ -469,13 +469,13 @@ def download_dataset(*, name: str, manifest: str) -> None:
     """Fetch an official dataset beside its manifest and write the manifest (what, where)."""
     import json
 
-    from bibench.data.downloads import DOWNLOADS, fetch
+    from bibench.data.downloads import DOWNLOADS, GROUPS, fetch
     from bibench.io import atomic_write
 
     folder = fetch(name, Path(manifest).parent)
-    entry = DOWNLOADS[name]
+    entries = [DOWNLOADS[part] for part in GROUPS.get(name, (name,))]
     record = {"name": name, "folder": str(folder),
-              "urls": [p["url"] for p in entry.get("files", [entry])]}
+              "urls": [p["url"] for entry in entries for p in entry.get("files", [entry])]}
     log.info("%s ready in %s", name, folder)
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 

@@ -94,6 +94,39 @@ DOWNLOADS: dict[str, dict[str, Any]] = {
              "name": "dev_ids.tsv"},
         ],
     },
+    # PASCAL VOC (issue #16): md5s as published in torchvision's VOC dataset table. Each tar
+    # holds VOCdevkit/VOC<year>/; they go to separate folders (their top levels clash), which
+    # the VOC loader also searches.
+    "voc2007_trainval": {
+        "url": "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar",
+        "sha256": None, "md5": "c52e279531787c972589f7e41ab4ae64",
+        "archive": "VOCtrainval_06-Nov-2007.tar", "extract_to": "voc2007_trainval",
+        "provides": "voc2007_trainval/VOCdevkit/VOC2007",
+    },
+    "voc2007_test": {
+        "url": "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar",
+        "sha256": None, "md5": "b6e924de25625d8de591ea690078ad9f",
+        "archive": "VOCtest_06-Nov-2007.tar", "extract_to": "voc2007_test",
+        "provides": "voc2007_test/VOCdevkit/VOC2007",
+    },
+    "voc2012_trainval": {
+        "url": "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",
+        "sha256": None, "md5": "6cd6e144f989b92b3379bac3b3de84fd",
+        "archive": "VOCtrainval_11-May-2012.tar", "extract_to": "voc2012_trainval",
+        "provides": "voc2012_trainval/VOCdevkit/VOC2012",
+    },
+    # COCO 2017 (issue #16): no published hashes; recorded on the first download.
+    **{f"coco2017_{part}": {
+        "url": f"http://images.cocodataset.org/{folder}/{part}2017.zip", "sha256": None,
+        "archive": f"{part}2017.zip", "extract_to": "coco", "provides": f"coco/{provides}"}
+       for part, folder, provides in (("train", "zips", "train2017"), ("val", "zips", "val2017"),
+                                      ("annotations_trainval", "annotations", "annotations"))},
+}
+
+# Datasets that come as several downloads: fetch(name) fetches every part.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "voc07": ("voc2007_trainval", "voc2007_test", "voc2012_trainval"),
+    "coco17": ("coco2017_annotations_trainval", "coco2017_train", "coco2017_val"),
 }
 
 MANUAL: dict[str, str] = {
@@ -228,6 +261,10 @@ def fetch(name: str, dest_dir: str | Path, *, keep_archive: bool = True) -> Path
     """
     if name in MANUAL:
         raise ValueError(MANUAL[name])
+    if name in GROUPS:
+        for part in GROUPS[name]:
+            fetch(part, dest_dir, keep_archive=keep_archive)
+        return Path(dest_dir).expanduser()
     try:
         entry = DOWNLOADS[name]
     except KeyError:
@@ -260,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print(f"usage: python -m bibench.data.downloads NAME DEST_DIR\nNAME: "
-              f"{', '.join(DOWNLOADS)}", file=sys.stderr)
+              f"{', '.join([*DOWNLOADS, *GROUPS])}", file=sys.stderr)
         return 2
     print(fetch(args[0], args[1]))
     return 0

@@ -184,3 +184,12 @@ TASK_METRICS: dict[str, Callable[[Tensor, Tensor], float]] = {
     "miou": miou,
     "miou_shapenet": miou_shapenet,
 }
+
+
+def _detection_metrics() -> None:
+    from bibench.evaluation.detection_metrics import coco_map_metric, voc07_map_metric
+
+    TASK_METRICS.update(voc07_map=voc07_map_metric, coco_map=coco_map_metric)
+
+
+_detection_metrics()

@@ -50,3 +50,4 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn
 def _load() -> None:
     # Each module registers its architectures on import.
     from bibench.models import bert, fsmn, pointnet, resnet, vgg  # noqa: F401
+    from bibench.models.detection import faster_rcnn, ssd  # noqa: F401

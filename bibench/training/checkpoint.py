@@ -26,8 +26,11 @@ def build_cell_model(arch: str, algorithm: str, input_shape: tuple[int, ...], nu
     if algorithm == FP32:
         return model
     policy = get_architecture(arch)
+    example = example_input(arch, input_shape)
+    if hasattr(model, "trace_input"):  # detectors: the form their forward traces with
+        example = model.trace_input(example)
     return binarize(
-        model, algorithm, example_input=example_input(arch, input_shape),
+        model, algorithm, example_input=example,
         keep_fp=policy.keep_fp if keep_fp is None else keep_fp,
         keep_first_last=policy.keep_first_last,
     )

@@ -77,8 +77,11 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def loss_function(task_type: str) -> nn.Module:
-    """Cross-entropy for classification and per-point segmentation, MSE for regression."""
+def loss_function(task_type: str) -> nn.Module | None:
+    """Cross-entropy for classification and per-point segmentation, MSE for regression; None
+    for detection, whose models compute their own multi-part loss (`model.loss`)."""
+    if task_type == "detection":
+        return None
     if task_type in ("classification", "segmentation"):
         return nn.CrossEntropyLoss()
     if task_type == "regression":
@@ -91,9 +94,18 @@ class _RegressionLoss(nn.Module):
         return nn.functional.mse_loss(output.reshape(target.shape), target.float())
 
 
-def _correct(logits: Tensor, y: Tensor, task_type: str) -> float:
+def _forward_loss(model: nn.Module, xb: Tensor, yb: Tensor, loss_fn: nn.Module | None,
+                  task_type: str) -> tuple[Tensor | None, Tensor]:
+    """(detached outputs or None, loss) of one batch; a detector sums its loss parts."""
+    if task_type == "detection":
+        return None, sum(model.loss(xb, yb).values())
+    logits = model(xb)
+    return logits.detach(), loss_fn(logits, yb)
+
+
+def _correct(logits: Tensor | None, y: Tensor, task_type: str) -> float:
     """Samples (or points) predicted right, for the per-epoch training accuracy."""
-    if task_type == "regression":
+    if logits is None or task_type == "regression":
         return float("nan")
     hits = (logits.argmax(1) == y).float()
     return float(hits.sum() if hits.dim() == 1 else hits.flatten(1).mean(1).sum())
@@ -141,8 +153,7 @@ def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, 
         for idx in torch.randperm(n, generator=gen).split(settings.batch_size):
             xb, yb = x[idx].to(device), y[idx].to(device)
             with autocast(device, settings.precision):
-                logits = model(xb)
-                loss = loss_fn(logits, yb)
+                logits, loss = _forward_loss(model, xb, yb, loss_fn, task_type)
             if not math.isfinite(loss.item()):
                 status = "diverged"
                 break
@@ -150,7 +161,7 @@ def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, 
             loss.backward()
             opt.step()
             total_loss += loss.item() * len(idx)
-            correct += _correct(logits.detach(), yb, task_type)
+            correct += _correct(logits, yb, task_type)
             seen += len(idx)
         sched.step()
         seconds = time.perf_counter() - start

@@ -6,7 +6,7 @@ embedded dataset. Every row built from them is labelled `embedded` and names the
 it stands in for.
 """
 
-from bibench.data.embedded import common, images, points, speech, text
+from bibench.data.embedded import common, detection, images, points, speech, text
 
 # The loaders' source: the on-disk cache of parsed datasets is keyed on it.
-MODULES = (common, images, speech, text, points)
+MODULES = (common, images, speech, text, points, detection)

@@ -11,7 +11,9 @@ Loaders (all also importable from here):
   and `load_cifar10c_task` (TaskData); imagenet: `load_imagenet`, lazy `ImageFolderDataset`;
 - modelnet40: `load_modelnet40`; shapenet_part: `load_shapenet_part` (+ `part_miou`);
 - glue_<task>: `load_glue(root, task)` with the plain-Python `WordPieceTokenizer`;
-- speech_commands: `load_speech_commands` (features from `bibench.data.features`).
+- speech_commands: `load_speech_commands` (features from `bibench.data.features`);
+- voc07 (train VOC07+12 trainval, test VOC07 test): `load_voc`; coco17 / coco14: `load_coco`
+  (`DetectionRecords` is the lazy form).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from bibench.data import TaskData
 from bibench.data.official.common import DatasetNotFoundError
+from bibench.data.official.detection import VOC_CLASSES, DetectionRecords, load_coco, load_voc
 from bibench.data.official.images import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -63,7 +66,8 @@ from bibench.data.official.text import (
 
 __all__ = [
     "CIFAR10C_ALL", "CIFAR10C_CORRUPTIONS", "CIFAR10C_EXTRA", "CIFAR10_CLASSES", "CIFAR10_MEAN",
-    "CIFAR10_STD", "DatasetNotFoundError", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD",
+    "CIFAR10_STD", "DatasetNotFoundError", "DetectionRecords", "VOC_CLASSES", "load_coco",
+    "load_voc", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD",
     "ImageFolderDataset", "KWS_LABELS", "KWS_WORDS", "NORMALIZATION", "OFFICIAL_LOADERS",
     "PART_TO_CATEGORY",
     "SHAPENET_NUM_PARTS", "SHAPENET_PART_CATEGORIES", "SHAPENET_PART_SEG_CLASSES",
@@ -82,6 +86,9 @@ OFFICIAL_LOADERS: dict[str, Callable[..., TaskData]] = {
     "modelnet40": load_modelnet40,
     "shapenet_part": load_shapenet_part,
     "speech_commands": load_speech_commands,
+    "voc07": load_voc,
+    "coco17": load_coco,
+    "coco14": partial(load_coco, year="2014"),
     **{f"glue_{task}": partial(load_glue, task=task) for task in GLUE_TASKS},
 }
 

@@ -17,10 +17,14 @@ class DatasetNotFoundError(FileNotFoundError):
 
 def how_to_get(name: str) -> str:
     """The download instructions of a dataset, from `bibench.data.downloads`."""
-    from bibench.data.downloads import DOWNLOADS, MANUAL
+    from bibench.data.downloads import DOWNLOADS, GROUPS, MANUAL
 
     if name in MANUAL:
         return MANUAL[name]
+    if name in GROUPS:
+        urls = [DOWNLOADS[part]["url"] for part in GROUPS[name]]
+        return (f"download {', '.join(urls)} and extract them into the data root, or run "
+                f"`python -m bibench.data.downloads {name} <root>` (see docs/datasets.md)")
     entry = DOWNLOADS.get(name)
     if entry is None:
         return "see docs/datasets.md"

@@ -1,0 +1,211 @@
+"""PASCAL VOC (2007 + 2012) and COCO (2014 / 2017) detection data in their released formats.
+
+VOC: `VOCdevkit/VOC<year>/{Annotations/<id>.xml, JPEGImages/<id>.jpg, ImageSets/Main/<split>.txt}`;
+train on VOC2007 trainval + VOC2012 trainval, test on VOC2007 test (the paper's protocol).
+COCO: `annotations/instances_<split><year>.json` and the image folder `<split><year>/`.
+
+Images are decoded, resized to `image_size` x `image_size` (as SSD300 trains; boxes scaled
+with them) and returned as float32 (N, 3, S, S) in [0, 1]. Targets are the detectors' padded
+tensor (N, G, 6): rows (label, x1, y1, x2, y2, ignore) with label -1 for padding; `ignore`
+marks VOC 'difficult' and COCO crowd objects, which training skips and evaluation ignores.
+`DetectionRecords` is the lazy form (decode on access) for sets too large for memory.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from bibench.data import TaskData
+from bibench.data.official.common import DatasetNotFoundError, how_to_get, require_files, take
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
+               "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+               "sheep", "sofa", "train", "tvmonitor")
+VOC_TRAIN = (("2007", "trainval"), ("2012", "trainval"))
+VOC_TEST = (("2007", "test"),)
+
+
+@dataclass(frozen=True)
+class DetectionRecord:
+    image: Path
+    boxes: np.ndarray  # (G, 4) x1, y1, x2, y2 in the image's pixels
+    labels: np.ndarray  # (G,) 0-based class indices
+    ignore: np.ndarray  # (G,) bool: VOC 'difficult' / COCO 'iscrowd'
+
+
+def read_voc_xml(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes (as written: 1-based pixel corners), class indices and 'difficult' flags."""
+    boxes, labels, difficult = [], [], []
+    for obj in ET.parse(path).getroot().iter("object"):
+        name = obj.findtext("name", "").strip()
+        if name not in VOC_CLASSES:
+            raise ValueError(f"{path}: unknown VOC class {name!r}")
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{path}: object {name!r} has no <bndbox>")
+        boxes.append([float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
+        labels.append(VOC_CLASSES.index(name))
+        difficult.append(obj.findtext("difficult", "0").strip() == "1")
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(difficult, bool))
+
+
+def voc_dir(root: Path, year: str, split: str) -> Path:
+    """VOC<year> holding ImageSets/Main/<split>.txt: merged VOCdevkit, or fetch()'s layout."""
+    candidates = [root / "VOCdevkit" / f"VOC{year}", root / f"VOC{year}",
+                  root / f"voc{year}_{split}" / "VOCdevkit" / f"VOC{year}"]
+    for base in candidates:
+        if (base / "ImageSets" / "Main" / f"{split}.txt").exists():
+            return base
+    raise DatasetNotFoundError(
+        f"voc: VOC{year} {split} not found: expected {candidates[0]}/ImageSets/Main/{split}.txt "
+        f"with Annotations/ and JPEGImages/. How to get it: {how_to_get('voc07')}")
+
+
+def voc_records(root: str | Path, sets: tuple[tuple[str, str], ...]) -> list[DetectionRecord]:
+    """Records of the listed (year, split) sets; every file is checked before any is parsed."""
+    root = Path(root).expanduser()
+    todo = []
+    for year, split in sets:
+        base = voc_dir(root, year, split)
+        ids = (base / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
+        files = [f"Annotations/{i}.xml" for i in ids] + [f"JPEGImages/{i}.jpg" for i in ids]
+        require_files(base, files, "voc")
+        todo += [(base, i) for i in ids]
+    records = []
+    for base, i in todo:
+        boxes, labels, difficult = read_voc_xml(base / "Annotations" / f"{i}.xml")
+        records.append(DetectionRecord(base / "JPEGImages" / f"{i}.jpg", boxes, labels,
+                                       difficult))
+    return records
+
+
+def coco_paths(root: str | Path, split: str, year: str) -> tuple[Path, Path]:
+    """The instances JSON and image folder of COCO <split><year>, under root or root/coco."""
+    root = Path(root).expanduser()
+    rel = (Path("annotations") / f"instances_{split}{year}.json", Path(f"{split}{year}"))
+    for base in (root / "coco", root):
+        if all((base / r).exists() for r in rel):
+            return base / rel[0], base / rel[1]
+    raise DatasetNotFoundError(
+        f"coco: COCO {split}{year} not found: expected {root / 'coco' / rel[0]} and "
+        f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get('coco17')}")
+
+
+def coco_categories(annotation_file: Path) -> list[dict]:
+    with open(annotation_file) as f:
+        return sorted(json.load(f)["categories"], key=lambda c: c["id"])
+
+
+def coco_records(root: str | Path, split: str, year: str,
+                 keep_empty: bool) -> tuple[list[DetectionRecord], list[str]]:
+    """Records of COCO <split><year> (boxes xywh -> xyxy; category ids -> 0-based by id order)
+    and the class names. Images without a non-crowd object are dropped unless `keep_empty`."""
+    ann_file, image_dir = coco_paths(root, split, year)
+    with open(ann_file) as f:
+        data = json.load(f)
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    index = {c["id"]: k for k, c in enumerate(cats)}
+    per_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        per_image.setdefault(ann["image_id"], []).append(ann)
+    images = sorted(data["images"], key=lambda im: im["id"])
+    require_files(image_dir, [im["file_name"] for im in images], "coco")
+    records = []
+    for im in images:
+        anns = [a for a in per_image.get(im["id"], []) if a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        if not keep_empty and not any(not a.get("iscrowd", 0) for a in anns):
+            continue
+        xywh = np.asarray([a["bbox"] for a in anns], np.float32).reshape(-1, 4)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        records.append(DetectionRecord(
+            image_dir / im["file_name"], boxes,
+            np.asarray([index[a["category_id"]] for a in anns], np.int64),
+            np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool)))
+    return records, [c["name"] for c in cats]
+
+
+def decode_record(record: DetectionRecord, size: int) -> tuple[Tensor, np.ndarray]:
+    """(3, size, size) image in [0, 1] and its boxes scaled to the resized image."""
+    from PIL import Image
+
+    with Image.open(record.image) as img:
+        width, height = img.size
+        img = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        pixels = np.asarray(img, dtype=np.float32) / 255.0
+    scale = np.array([size / width, size / height] * 2, np.float32)
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), record.boxes * scale
+
+
+def target_rows(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.concatenate(
+        [labels[:, None].astype(np.float32), boxes.astype(np.float32),
+         ignore[:, None].astype(np.float32)], axis=1).reshape(-1, 6))
+
+
+class DetectionRecords(Dataset):
+    """Lazy detection set: (image (3, S, S), target rows (G, 6)) decoded on access."""
+
+    def __init__(self, records: list[DetectionRecord], image_size: int) -> None:
+        self.records, self.image_size = records, image_size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        r = self.records[i]
+        image, boxes = decode_record(r, self.image_size)
+        return image, target_rows(boxes, r.labels, r.ignore)
+
+
+def decode_all(records: list[DetectionRecord], image_size: int) -> tuple[Tensor, Tensor]:
+    """Images (N, 3, S, S) and padded targets (N, G, 6) of `records`."""
+    from bibench.models.detection.common import PADDING_LABEL
+
+    items = [DetectionRecords(records, image_size)[i] for i in range(len(records))]
+    width = max([len(t) for _, t in items] + [1])
+    targets = torch.full((len(items), width, 6), float(PADDING_LABEL))
+    for i, (_, t) in enumerate(items):
+        targets[i, : len(t)] = t
+    images = torch.stack([im for im, _ in items]) if items else torch.zeros(0, 3, image_size,
+                                                                            image_size)
+    return images, targets
+
+
+def _task(name: str, train: list, test: list, num_classes: int, metric: str, size: int,
+          stands_in_for: str, source: str) -> TaskData:
+    x_train, y_train = decode_all(train, size)
+    x_test, y_test = decode_all(test, size)
+    return TaskData(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                    num_classes=num_classes, metric=metric, embedded=False,
+                    stands_in_for=stands_in_for, source=source, task_type="detection")
+
+
+def load_voc(root: str | Path, *, max_train: int | None = None, max_test: int | None = None,
+             image_size: int = 300) -> TaskData:
+    """VOC07+12 trainval for training, VOC07 test for testing, metric VOC07 mAP."""
+    train, test = voc_records(root, VOC_TRAIN), voc_records(root, VOC_TEST)
+    train = [r for r in train if (~r.ignore).any()]  # as mmdetection: images with objects
+    train, test = train[: take(max_train, len(train))], test[: take(max_test, len(test))]
+    return _task("voc07", train, test, len(VOC_CLASSES), "voc07_map", image_size, "VOC07",
+                 f"{Path(root)} (VOCdevkit 2007 + 2012)")
+
+
+def load_coco(root: str | Path, *, max_train: int | None = None, max_test: int | None = None,
+              image_size: int = 300, year: str = "2017") -> TaskData:
+    """COCO train<year> for training, val<year> for testing, metric COCO mAP@[.5:.95]."""
+    if year not in ("2014", "2017"):
+        raise ValueError(f"COCO year must be '2014' or '2017', got {year!r}")
+    train, names = coco_records(root, "train", year, keep_empty=False)
+    test, _ = coco_records(root, "val", year, keep_empty=True)
+    train, test = train[: take(max_train, len(train))], test[: take(max_test, len(test))]
+    return _task(f"coco{year[2:]}", train, test, len(names), "coco_map", image_size,
+                 f"COCO{year[2:]}", f"{Path(root)} (COCO {year} instances)")
