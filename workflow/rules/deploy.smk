@@ -1,4 +1,4 @@
-rule export_onnx:
+rule export:
     """Every deployment form (ONNX, QONNX, OpenVINO binary), each checked against PyTorch on
     the test set, and the per-layer complexity of the same model (paper Eq. 7)."""
     input:
@@ -17,8 +17,9 @@ rule export_onnx:
         seed="{seed}",
         dataset=dataset_params,
         settings=EXPORT,
+        code=code("export"),
     log:
-        "logs/export_onnx/{task}/{arch}/{algo}/seed{seed}.log",
+        "logs/export/{task}/{arch}/{algo}/seed{seed}.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -26,7 +27,7 @@ rule export_onnx:
     conda:
         "../envs/bibench.yaml"
     script:
-        "../scripts/export_onnx.py"
+        "../scripts/export.py"
 
 
 rule latency:
@@ -46,6 +47,7 @@ rule latency:
         algorithm="{algo}",
         seed="{seed}",
         settings=LATENCY,
+        code=code("latency"),
     log:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:

@@ -12,6 +12,7 @@ rule evaluate:
         seed="{seed}",
         dataset=dataset_params,
         corruptions=corruption_params,
+        code=code("evaluate"),
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
     threads: 1

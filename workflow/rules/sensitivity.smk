@@ -17,6 +17,7 @@ rule sensitivity:
         dataset=dataset_params,
         settings=sensitivity_settings,
         device=DEVICE,
+        code=code("sensitivity"),
     log:
         "logs/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.log",
     benchmark:

@@ -14,6 +14,7 @@ rule aggregate:
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
+        code=code("aggregate"),
     log:
         "logs/aggregate.log",
     threads: 1
@@ -39,6 +40,8 @@ rule report:
             caption="../report/report.rst",
             category="Report",
         ),
+    params:
+        code=code("report"),
     log:
         "logs/report.log",
     threads: 1

@@ -12,6 +12,7 @@ rule pretrain:
         dataset=dataset_params,
         settings=pretrain_settings,
         device=DEVICE,
+        code=code("pretrain"),
     log:
         "logs/pretrain/{task}/{arch}/seed{seed}.log",
     benchmark:
@@ -44,6 +45,7 @@ rule binarize_finetune:
         device=DEVICE,
     wildcard_constraints:
         algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
+        code=code("binarize_finetune"),
     log:
         "logs/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
