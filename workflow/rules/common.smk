@@ -5,7 +5,6 @@ from bibench.catalog import (
     DEFAULT_DATA_ROOT,
     DOWNLOADABLE,
     FP32,
-    algorithm_sources,
 )
 from bibench.config import (
     canonical,
@@ -22,7 +21,6 @@ from snakemake.logging import logger
 # Keys are sorted so that reordering a YAML file does not change any job's params.
 CONFIG = canonical(check_config(config))
 
-ALGORITHM_SOURCES = algorithm_sources()
 TASKS = CONFIG["tasks"]
 ALGORITHMS = CONFIG["algorithms"]
 BINARY_ALGORITHMS = [a for a in ALGORITHMS if a != FP32]
@@ -90,11 +88,6 @@ def finetune_settings(wildcards):
 
 def corruption_params(wildcards):
     return corruption_settings(TASKS[wildcards.task])
-
-
-def algorithm_source(wildcards):
-    """The algorithm's own file (none for fp32): editing it makes only its cells stale."""
-    return [] if wildcards.algo == FP32 else str(ALGORITHM_SOURCES[wildcards.algo])
 
 
 def code(rule_name):

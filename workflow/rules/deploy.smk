@@ -3,7 +3,6 @@ rule export:
     the test set, and the per-layer complexity of the same model (paper Eq. 7)."""
     input:
         checkpoint=cell_checkpoint,
-        algorithm_source=algorithm_source,
     output:
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
         qonnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.qonnx.onnx",

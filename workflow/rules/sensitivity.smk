@@ -5,7 +5,6 @@ rule sensitivity:
     input:
         data=dataset_files,
         pretrained=sensitivity_start,
-        algorithm_source=algorithm_source,
     output:
         table="results/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.parquet",
     params:

@@ -31,7 +31,6 @@ rule binarize_finetune:
     """Binarize the pretrained model with one algorithm and finetune it."""
     input:
         pretrained="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
-        algorithm_source=algorithm_source,
     output:
         model="results/cells/{task}/{arch}/{algo}/seed{seed}/model.pt",
         table="results/cells/{task}/{arch}/{algo}/seed{seed}/train.parquet",
@@ -43,9 +42,9 @@ rule binarize_finetune:
         dataset=dataset_params,
         settings=finetune_settings,
         device=DEVICE,
+        code=code("binarize_finetune"),
     wildcard_constraints:
         algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
-        code=code("binarize_finetune"),
     log:
         "logs/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
