@@ -37,7 +37,7 @@ EXPORT_FILES = ("model.onnx", "model.qonnx.onnx", "openvino")
 class Job:
     """One job of a cell: its rule, the settings it hashes, its tables, files and inputs."""
     rule: str
-    settings: dict[str, Any]
+    settings: dict[str, dict[str, Any]]  # table name -> the settings its rows hash
     code: str
     tables: dict[str, Path]  # table name -> path
     files: list[Path] = field(default_factory=list)  # outputs that are not tables
@@ -69,15 +69,16 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
     model = trained / "model.pt"
     fp32_onnx = root / f"results/cells/{task}/{arch}/{FP32}/seed{seed}/model.onnx"
     return [
-        Job(train_rule, {"dataset": data, "settings": training_settings(spec, algo)},
+        Job(train_rule, {"train": {"dataset": data, "settings": training_settings(spec, algo)}},
             code(train_rule), {"train": trained / "train.parquet"}, [model],
             [] if algo == FP32 else [pretrained / "model.pt"]),
-        Job("evaluate", {"dataset": data, "corruptions": corruption_settings(spec)},
+        Job("evaluate", {"eval": {"dataset": data, "corruptions": corruption_settings(spec)}},
             code("evaluate"), {"eval": cell / "eval.parquet"}, [], [model]),
-        Job("export", {"dataset": data, "settings": config["export"]}, code("export"),
+        Job("export", {"export": {"dataset": data, "settings": config["export"]},
+                       "complexity": {"dataset": data}}, code("export"),
             {"export": cell / "export.parquet", "complexity": cell / "complexity.parquet"},
             [cell / n for n in EXPORT_FILES], [model]),
-        Job("latency", {"settings": config["latency"]}, code("latency"),
+        Job("latency", {"latency": {"settings": config["latency"]}}, code("latency"),
             {"latency": cell / "latency.parquet"}, [],
             [cell / "model.onnx", cell / "export.parquet", fp32_onnx]),
     ]
@@ -90,7 +91,8 @@ def sensitivity_job(config: dict[str, Any], task: str, arch: str, algo: str, set
     table = root / f"results/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.parquet"
     start = [] if algo == FP32 else [
         root / f"results/pretrain/{task}/{arch}/seed{config['seeds'][0]}/model.pt"]
-    return Job("sensitivity", {"dataset": dataset_settings(spec), "settings": settings},
+    return Job("sensitivity", {"sensitivity": {"dataset": dataset_settings(spec),
+                                               "settings": settings}},
                code_fingerprint("sensitivity", spec["dataset"], arch, algo),
                {"sensitivity": table}, [], start)
 
@@ -108,7 +110,7 @@ def _stale_reasons(job: Job, rows: dict[str, Any]) -> list[str]:
         except DamagedFileError as err:
             why.append(f"damaged file {path}: {err.problem}")
             continue
-        if (frame["cell_config_hash"] != config_hash(job.settings)).any():
+        if (frame["cell_config_hash"] != config_hash(job.settings[name])).any():
             why.append(f"config changed ({job.rule})")
         if (frame["code_fingerprint"] != job.code).any():
             why.append(f"code changed ({job.rule})")

@@ -182,9 +182,10 @@ CONFIG_HASH = config_hash(CONFIG)
 
 # --- deleted results ---------------------------------------------------------------------------
 # Snakemake (>= 7.8) leaves a deleted intermediate file missing while the files computed from it
-# are up to date. Such holes are added to --forcerun, so that the next run recomputes exactly
-# them and what depends on them (bibench/cache.py). Only the main process decides this: a
-# cluster job re-parses the Snakefile to run one job.
+# are up to date. Such holes are forced, so that the next run recomputes exactly
+# them and what depends on them (bibench/cache.py). Every rule lists force_deleted_results as
+# an input. Only the main process decides this: a cluster job re-parses the Snakefile to run
+# one job.
 SUMMARY_FILES = [
     "results/metrics.parquet",
     "results/tracks.parquet",
@@ -203,8 +204,8 @@ def _cell_chains(c):
     evaluated, timed = [cell + "eval.parquet"], [cell + "latency.parquet"]
     downstream = evaluated + exported + timed + SUMMARY_FILES
     if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
-        group = CELL_DIR.replace("{algo}", "{algo_}").format(**c)
-        downstream += [group.format(algo_=a) + n for a in ALGORITHMS for n in ("model.pt", "latency.parquet")]
+        group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
+        downstream += [d + n for d in group for n in ("model.pt", "latency.parquet")]
         downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
     return [
         (trained, downstream),
@@ -221,8 +222,16 @@ def deleted_results():
     return holes(chains)
 
 
-if workflow.is_main_process and getattr(workflow, "dag_settings", None) is not None:
-    HOLES = deleted_results()
-    if HOLES:
-        logger.info(f"bibench: {len(HOLES)} deleted result(s) will be recomputed: {', '.join(HOLES[:5])}{' ...' if len(HOLES) > 5 else ''}")
-        workflow.dag_settings.forcerun = frozenset(workflow.dag_settings.forcerun) | set(HOLES)
+_FORCED = []
+
+
+def force_deleted_results(wildcards):
+    """No files: the first input function Snakemake evaluates while it builds the DAG adds the
+    holes to the DAG's forced files (as Snakemake's own --rerun-incomplete does), once."""
+    if not _FORCED and workflow.is_main_process:
+        _FORCED.append(deleted_results())
+        if _FORCED[0]:
+            shown = ", ".join(_FORCED[0][:3]) + (" ..." if len(_FORCED[0]) > 3 else "")
+            logger.info(f"bibench: recomputing {len(_FORCED[0])} deleted result(s): {shown}")
+            workflow.dag.forcefiles.update(_FORCED[0])
+    return []

@@ -2,6 +2,7 @@ rule export:
     """Every deployment form (ONNX, QONNX, OpenVINO binary), each checked against PyTorch on
     the test set, and the per-layer complexity of the same model (paper Eq. 7)."""
     input:
+        force_deleted_results,
         checkpoint=cell_checkpoint,
     output:
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
@@ -34,6 +35,7 @@ rule latency:
     the same architecture timed in the same job. It takes every core so that nothing runs
     beside it (latency_slot keeps it apart on executors that do not count cores)."""
     input:
+        force_deleted_results,
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
         openvino="results/cells/{task}/{arch}/{algo}/seed{seed}/openvino",
         export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",

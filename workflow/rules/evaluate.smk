@@ -1,6 +1,7 @@
 rule evaluate:
     """Task metric on the clean test set and on every configured corruption x severity."""
     input:
+        force_deleted_results,
         data=dataset_files,
         checkpoint=cell_checkpoint,
     output:

@@ -3,6 +3,7 @@ rule sensitivity:
     Tables 12-13): FP32 trains from scratch, binarized cells finetune from the FP32 checkpoint,
     both with the setting's optimizer, learning rate and scheduler; clean test metric only."""
     input:
+        force_deleted_results,
         data=dataset_files,
         pretrained=sensitivity_start,
     output:

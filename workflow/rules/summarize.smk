@@ -1,6 +1,7 @@
 rule aggregate:
     """Every cell's tables joined into results/metrics.parquet; the tracks' metrics."""
     input:
+        force_deleted_results,
         train_tables=train_tables,
         eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
         export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet"),
@@ -30,6 +31,7 @@ rule aggregate:
 rule report:
     """Self-contained HTML report (tables and embedded figures)."""
     input:
+        force_deleted_results,
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",

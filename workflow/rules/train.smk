@@ -1,6 +1,7 @@
 rule pretrain:
     """Full-precision model per task x architecture x seed: the start of every cell."""
     input:
+        force_deleted_results,
         data=dataset_files,
     output:
         model="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
@@ -30,6 +31,7 @@ rule pretrain:
 rule binarize_finetune:
     """Binarize the pretrained model with one algorithm and finetune it."""
     input:
+        force_deleted_results,
         pretrained="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
     output:
         model="results/cells/{task}/{arch}/{algo}/seed{seed}/model.pt",
