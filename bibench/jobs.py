@@ -74,7 +74,8 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         with job_logging(smk.log[0] if smk.log else None):
             job(**{k: v for k, v in kwargs.items() if k in accepted})
     except DamagedFileError as err:  # one message that says what to do, not a traceback
-        print(f"bibench: {err}", file=sys.stderr)
+        if not smk.log:  # else it is in the log, which Snakemake shows (show-failed-logs)
+            print(f"bibench: {err}", file=sys.stderr)
         sys.exit(1)
 
 
