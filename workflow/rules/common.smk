@@ -200,12 +200,12 @@ def _cell_chains(c):
     """(outputs of a job of cell c, files computed from them)."""
     cell = CELL_DIR.format(**c)
     trained = [_trained_file(n, **c) for n in ("model.pt", "train.parquet")]
-    exported = [cell + n for n in EXPORT_FILES]
-    evaluated, timed = [cell + "eval.parquet"], [cell + "latency.parquet"]
+    exported = [f"{cell}{n}" for n in EXPORT_FILES]
+    evaluated, timed = [f"{cell}eval.parquet"], [f"{cell}latency.parquet"]
     downstream = evaluated + exported + timed + SUMMARY_FILES
     if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
         group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
-        downstream += [d + n for d in group for n in ("model.pt", "latency.parquet")]
+        downstream += [f"{d}{n}" for d in group for n in ("model.pt", "latency.parquet")]
         downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
     return [
         (trained, downstream),
