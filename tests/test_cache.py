@@ -84,7 +84,8 @@ def test_deleting_a_cell_folder_replans_it_for_the_report_target(finished):
     # the first finding: `rm -rf` of a cell, then results/report.html as the target
     path, hidden = _aside(finished, BNN.rstrip("/"))
     try:
-        jobs = finished.planned_jobs("results/report.html")
+        jobs = finished.planned_jobs("--configfile", "tiny.yaml", "--", "results/report.html",
+                                     config=None)
     finally:
         os.rename(hidden, path)
     assert jobs == {"binarize_finetune": 1, "evaluate": 1, "export": 1, "latency": 1,
