@@ -23,5 +23,6 @@ include: "workflow/rules/summarize.smk"
 
 rule all:
     input:
+        force_deleted_results,
         "results/report.html",
     default_target: True

@@ -31,7 +31,7 @@ def _run(stage, out: Path, run: int, args: argparse.Namespace, **extra) -> Path:
           dataset={"name": args.dataset, "max_train": args.max_train, "max_test": 64},
           settings=settings, device=args.device, determinism=args.determinism,
           threads=args.threads, model=str(folder / "model.pt"),
-          table=str(folder / "train.parquet"), **extra)
+          table=str(folder / "train.parquet"), code="bench/determinism_check", **extra)
     return folder
 
 

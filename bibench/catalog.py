@@ -2,8 +2,8 @@
 
 Algorithms are the modules of `bibench/algorithms/` (file name = algorithm name) plus those that
 installed packages declare in the `bibench.algorithms` entry-point group. Each has a source file,
-which the workflow lists as an input of that algorithm's cells, so editing it makes exactly
-those cells stale.
+which is part of the code fingerprint of that algorithm's cells (bibench.cache), so editing it
+makes exactly those cells stale.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
     bibench algorithms                       list algorithms and their deployment facts
     bibench new-algorithm NAME [--dir DIR]   write a documented template for a new algorithm
+    bibench summary ARCH                     per-layer precision, parameters, MACs, memory
+    bibench status [--configfile F] [--json] whether each cell is up to date, and why not
 
 Each subcommand is a function taking the parsed arguments and returning an exit status;
 adding one is a `_add_<name>(subparsers)` function registered in `build_parser`.
@@ -241,12 +243,48 @@ def _add_summary(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_summary)
 
 
+# --------------------------------------------------------------------------------------------
+# bibench status
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from bibench.config import ConfigError, load_config
+    from bibench.status import as_json, as_table, grid_status
+
+    root = Path(args.directory)
+    config_path = Path(args.configfile) if args.configfile else root / "config" / "config.yaml"
+    if not config_path.is_absolute() and args.configfile:
+        config_path = root / config_path
+    try:
+        config = load_config(config_path)
+    except (ConfigError, OSError) as err:
+        print(f"bibench status: {err}", file=sys.stderr)
+        return 2
+    statuses = grid_status(config, root)
+    print(json.dumps(as_json(statuses), indent=2) if args.json else as_table(statuses))
+    return 0
+
+
+def _add_status(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "status", help="each cell: up to date, stale (and why), failed, diverged or at chance")
+    p.add_argument("--configfile", help="the config the workflow ran with "
+                                        "(default: config/config.yaml)")
+    p.add_argument("-d", "--directory", default=".", help="the workflow's folder (default: .)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bibench", description="BiBench command line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_algorithms(subparsers)
     _add_new_algorithm(subparsers)
     _add_summary(subparsers)
+    _add_status(subparsers)
     return parser
 
 

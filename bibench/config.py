@@ -15,7 +15,14 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bibench.catalog import DOWNLOADABLE, EMBEDDED_DATASETS, IMAGE_DATASETS, known_algorithms
+from bibench.catalog import (
+    DEFAULT_DATA_ROOT,
+    DOWNLOADABLE,
+    EMBEDDED_DATASETS,
+    FP32,
+    IMAGE_DATASETS,
+    known_algorithms,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -142,3 +149,35 @@ def canonical(value: Any) -> Any:
     if isinstance(value, list):
         return [canonical(v) for v in value]
     return value
+
+
+# --- the settings each job of a cell receives (the workflow's params; `bibench status`) -------
+
+
+def data_root(task: dict[str, Any]) -> str | None:
+    """Official datasets default to resources/, where the download rule puts them."""
+    if task["dataset"] in EMBEDDED_DATASETS:
+        return None
+    return task["root"] or DEFAULT_DATA_ROOT
+
+
+def dataset_settings(task: dict[str, Any]) -> dict[str, Any]:
+    """What a job needs to load the task's data."""
+    return {"name": task["dataset"], "root": data_root(task), "options": task["options"],
+            "max_train": task["max_train"], "max_test": task["max_test"]}
+
+
+def corruption_settings(task: dict[str, Any]) -> dict[str, Any]:
+    return {"corruptions": task["corruptions"], "files": task["corruption_files"]}
+
+
+def training_settings(task: dict[str, Any], algorithm: str) -> dict[str, Any]:
+    """FP32 cells are the pretrained models; the others are finetuned."""
+    return task["pretrain"] if algorithm == FP32 else task["finetune"]
+
+
+def sensitivity_run_settings(config: dict[str, Any], task: str, algorithm: str, setting: str
+                             ) -> dict[str, Any]:
+    """The task's pretrain (FP32) or finetune (binarized) settings with the setting's overrides."""
+    base = training_settings(config["tasks"][task], algorithm)
+    return canonical({**base, **config["sensitivity"]["settings"][setting]})

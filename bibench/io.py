@@ -25,6 +25,9 @@ CELL_KEY = [
 ]
 PROVENANCE = [
     pa.field("cell_config_hash", pa.string()),
+    # hash of the source files the row's numbers depend on (bibench.cache); in
+    # metrics.parquet, of every table of the cell and the aggregate code
+    pa.field("code_fingerprint", pa.string()),
     pa.field("bibench_version", pa.string()),
     pa.field("torch_version", pa.string()),
     pa.field("device", pa.string()),  # where the numbers were computed: cpu, cuda:0, ...
@@ -155,6 +158,7 @@ SCHEMAS["tracks"] = pa.schema([
     pa.field("inputs", pa.string()),  # JSON list of the cells the value uses
     pa.field("excluded", pa.string()),  # JSON list of cells left out (failed, diverged)
     pa.field("note", pa.string()),
+    pa.field("code_fingerprint", pa.string()),  # of every row the value uses and the code
 ])
 
 # One row per cell and condition: the table users read (results/metrics.parquet).
@@ -209,13 +213,53 @@ def write_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | Pa
     atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
+class DamagedFileError(ValueError):
+    """A result file cannot be used as it is; the message says how to recompute it."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path, self.problem = str(path), problem
+        super().__init__(
+            f"damaged result {path}: {problem}. Recompute it (and what was computed from it) "
+            f"with: snakemake --cores all --forcerun {path}")
+
+
 def read_table(path: str | Path, table: str) -> pd.DataFrame:
-    """Read a table, checking it has the named schema."""
-    arrow = pq.read_table(path)
-    expected = SCHEMAS[table]
-    if not arrow.schema.remove_metadata().equals(expected):
-        raise ValueError(f"{path}: schema differs from table {table!r}")
+    """Read a table, checking it has the named schema; a damaged file raises DamagedFileError."""
+    try:
+        arrow = pq.read_table(path)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as err:
+        raise DamagedFileError(path, _parquet_problem(Path(path), err)) from err
+    found, expected = arrow.schema.remove_metadata(), SCHEMAS[table]
+    if not found.equals(expected):
+        raise DamagedFileError(path, f"its columns are not those of table {table!r} "
+                                     f"({_schema_difference(found, expected)})")
     return arrow.to_pandas()
+
+
+def _parquet_problem(path: Path, err: Exception) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(4)
+        f.seek(max(size - 4, 0))
+        tail = f.read(4)
+    if head != b"PAR1":
+        return f"not a Parquet file ({size} bytes, no Parquet header)"
+    if tail != b"PAR1":
+        return f"truncated Parquet file ({size} bytes, no Parquet footer)"
+    return f"unreadable Parquet file ({str(err).splitlines()[0]})"
+
+
+def _schema_difference(found: pa.Schema, expected: pa.Schema) -> str:
+    missing = [n for n in expected.names if n not in found.names]
+    extra = [n for n in found.names if n not in expected.names]
+    retyped = [f"{n}: {found.field(n).type} instead of {expected.field(n).type}"
+               for n in expected.names if n in found.names
+               and not found.field(n).type.equals(expected.field(n).type)]
+    parts = ([f"missing {missing}"] if missing else []) + ([f"unexpected {extra}"] if extra
+                                                            else []) + retyped
+    return "; ".join(parts) or "column order or nullability differs"
 
 
 def atomic_write(path: str | Path, write) -> None:

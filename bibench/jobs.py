@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import bibench
 from bibench.catalog import FP32
 from bibench.config import config_hash
-from bibench.io import write_table
+from bibench.io import DamagedFileError, write_table
 
 if TYPE_CHECKING:
     from bibench.data import TaskData
@@ -51,6 +51,9 @@ def job_logging(log_path: str | Path | None) -> Iterator[None]:
     root.setLevel(logging.INFO)
     try:
         yield
+    except DamagedFileError as err:
+        log.error("%s", err)
+        raise
     except BaseException:
         log.exception("job failed")
         raise
@@ -67,18 +70,24 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
     accepted = inspect.signature(job).parameters
     if "threads" in accepted:
         kwargs["threads"] = smk.threads
-    with job_logging(smk.log[0] if smk.log else None):
-        job(**{k: v for k, v in kwargs.items() if k in accepted})
+    try:
+        with job_logging(smk.log[0] if smk.log else None):
+            job(**{k: v for k, v in kwargs.items() if k in accepted})
+    except DamagedFileError as err:  # one message that says what to do, not a traceback
+        if not smk.log:  # else it is in the log, which Snakemake shows (show-failed-logs)
+            print(f"bibench: {err}", file=sys.stderr)
+        sys.exit(1)
 
 
-def provenance(settings: Any, device: str, threads: int, precision: str = "fp32"
-               ) -> dict[str, Any]:
-    """Where a row's numbers come from: settings hash, versions, device (kind and model),
-    precision, threads."""
+def provenance(settings: Any, device: str, threads: int, precision: str = "fp32", *,
+               code: str) -> dict[str, Any]:
+    """Where a row's numbers come from: settings hash, code fingerprint (bibench.cache),
+    versions, device (kind and model), precision, threads."""
     from bibench.training.device import device_model
 
     return {
         "cell_config_hash": config_hash(settings),
+        "code_fingerprint": code,
         "bibench_version": bibench.__version__,
         "torch_version": version("torch"),
         "device": device,
@@ -149,7 +158,7 @@ def _training_setup(dataset: dict[str, Any], device: str, determinism: str, thre
 def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
                dataset: dict[str, Any], settings: dict[str, Any], device: str,
                determinism: str, threads: int, model: str, table: str,
-               pretrained: str | None) -> None:
+               pretrained: str | None, code: str) -> None:
     from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
 
     dev, data = _training_setup(dataset, device, determinism, threads, seed)
@@ -174,27 +183,27 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
             "train_status": records[-1]["status"]}
     save_checkpoint(net.cpu(), model, meta)
     prov = provenance({"dataset": dataset, "settings": settings}, str(dev), threads,
-                      _training_precision(settings))
+                      _training_precision(settings), code=code)
     rows = [{**_cell(task, arch, algorithm, seed), "stage": stage, **r, **prov} for r in records]
     write_table(rows, table, "train")
 
 
 def pretrain(*, task: str, arch: str, seed: int, dataset: dict[str, Any],
              settings: dict[str, Any], device: str, determinism: str, threads: int, model: str,
-             table: str) -> None:
+             table: str, code: str) -> None:
     """Train the FP32 model of (task, arch, seed): the start of every binarized cell."""
     _train_job(stage="pretrain", task=task, arch=arch, algorithm=FP32, seed=seed,
                dataset=dataset, settings=settings, device=device, determinism=determinism,
-               threads=threads, model=model, table=table, pretrained=None)
+               threads=threads, model=model, table=table, pretrained=None, code=code)
 
 
 def finetune(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
              settings: dict[str, Any], device: str, determinism: str, threads: int,
-             pretrained: str, model: str, table: str) -> None:
+             pretrained: str, model: str, table: str, code: str) -> None:
     """Binarize the pretrained FP32 model with `algorithm` and finetune it."""
     _train_job(stage="finetune", task=task, arch=arch, algorithm=algorithm, seed=seed,
                dataset=dataset, settings=settings, device=device, determinism=determinism,
-               threads=threads, model=model, table=table, pretrained=pretrained)
+               threads=threads, model=model, table=table, pretrained=pretrained, code=code)
 
 
 def _conditions(data: TaskData, corruptions: dict[str, Any]):
@@ -220,7 +229,8 @@ def _conditions(data: TaskData, corruptions: dict[str, Any]):
 
 def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str,
                 dataset: dict[str, Any], settings: dict[str, Any], device: str,
-                determinism: str, threads: int, pretrained: str | list, table: str) -> None:
+                determinism: str, threads: int, pretrained: str | list, table: str,
+                code: str) -> None:
     """One run of the sensitivity grid: train with `settings`, then the clean test metric."""
     from bibench.evaluation.predict import METRICS, predict
     from bibench.training.checkpoint import build_cell_model, load_checkpoint
@@ -242,13 +252,13 @@ def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str
            "train_seconds": float(sum(r["epoch_seconds"] for r in records)),
            "deterministic": records[-1]["deterministic"],
            **provenance({"dataset": dataset, "settings": settings}, str(dev), threads,
-                        _training_precision(settings))}
+                        _training_precision(settings), code=code)}
     write_table([row], table, "sensitivity")
 
 
 def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
              corruptions: dict[str, Any], threads: int, checkpoint: str, table: str,
-             device: str = "cpu", determinism: str = "warn") -> None:
+             code: str, device: str = "cpu", determinism: str = "warn") -> None:
     """Task metric on the clean test set and on each corruption x severity.
 
     With `device: cuda` the job evaluates on its GPU when it has one and on the CPU otherwise
@@ -268,7 +278,8 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     if not trained:
         log.warning("training status %r: metrics are recorded as NaN", meta["train_status"])
     metric = METRICS[data.metric]
-    prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads)
+    prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads,
+                      code=code)
     rows = []
     for condition, severity, x, y in _conditions(data, corruptions):
         value = metric(predict(net, x, device=dev), y) if trained else float("nan")
@@ -323,7 +334,7 @@ def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
 # long: writes and checks three forms inline; one function per form is issue 18's split
 def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
            settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, qonnx: str,
-           openvino: str, table: str, complexity: str) -> None:
+           openvino: str, table: str, complexity: str, code: str) -> None:
     """Every deployment form of the cell, each checked against PyTorch on the test set, and
     the per-layer complexity of the same model.
 
@@ -355,7 +366,7 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     if enforce and data.task_type == "classification":
         enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
     atol = settings["logit_atol"]
-    prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads)
+    prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
     rows = []
@@ -400,18 +411,18 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
                  r["status"], r["argmax_agreement"], r["max_abs_logit_diff"], r["file_bytes"])
     write_table(rows, table, "export")
     _complexity(net, x[:1], task=task, arch=arch, algorithm=algorithm, seed=seed,
-                dataset=dataset, table=complexity)
+                dataset=dataset, table=complexity, code=code)
 
 
 def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int,
-                dataset: dict[str, Any], table: str) -> None:
+                dataset: dict[str, Any], table: str, code: str) -> None:
     """Per-layer parameters and FLOPs, binary vs full precision (paper Eq. 7)."""
     from bibench.metrics.complexity import layer_costs, totals
 
     costs = layer_costs(net, example)
     total = totals(costs)
     cell = _cell(task, arch, algorithm, seed)
-    prov = provenance({"dataset": dataset}, "cpu", 1)
+    prov = provenance({"dataset": dataset}, "cpu", 1, code=code)
     rows = [{**cell, **c.__dict__, **prov} for c in costs]
     rows.append({**cell, "layer": "", "layer_type": "total", "binary": False,
                  **total.as_dict(), **prov})
@@ -421,7 +432,7 @@ def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int
 
 def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[str, Any],
             threads: int, onnx: str, openvino: str, export_table: str, fp32_onnx: str,
-            table: str) -> None:
+            table: str, code: str) -> None:
     """Time the cell and the FP32 model of its architecture in the same job, on every
     configured device x engine x thread count (same-run speedups)."""
     from bibench.io import read_table
@@ -431,7 +442,7 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
     rows = measure_cell(
         algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
         exports=exports, settings=settings, max_threads=threads)
-    prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1).items()
+    prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1, code=code).items()
             if k not in ("threads", "precision", "device", "device_model")}
     out = [{**_cell(task, arch, algorithm, seed), **r, "device_model": r["cpu_model"], **prov}
            for r in rows]
@@ -445,10 +456,11 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
 def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
               eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
               complexity_tables: list[str], sensitivity_tables: list[str], metrics: str,
-              tracks: str, hardware: str) -> None:
+              tracks: str, hardware: str, code: str) -> None:
     """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
     every latency measurement into results/latency.parquet, and compute the tracks' metrics
     into results/tracks.parquet."""
+    from bibench.cache import combine
     from bibench.metrics.aggregate import build_metrics, latency_table, sensitivity_table
     from bibench.metrics.tracks import compute_tracks
 
@@ -456,11 +468,14 @@ def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_table
     lat = latency_table(latency_tables)
     frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
                           eval_tables=eval_tables, export_tables=export_tables, latency=lat,
-                          complexity_tables=complexity_tables)
+                          complexity_tables=complexity_tables, code=code)
+    sensitivity = sensitivity_table(sensitivity_tables)
     write_table(frame, metrics, "metrics")
     write_table(lat, hardware, "latency")
-    write_table(compute_tracks(frame, sensitivity_table(sensitivity_tables), lat), tracks,
-                "tracks")
+    summary = compute_tracks(frame, sensitivity, lat)
+    summary["code_fingerprint"] = combine(
+        [*frame["code_fingerprint"], *sensitivity["code_fingerprint"], code])
+    write_table(summary, tracks, "tracks")
     log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
              time.perf_counter() - start)
 

@@ -37,6 +37,14 @@ class Workflow:
         bindir = str(Path(sys.executable).parent)
         self.env["PATH"] = bindir + os.pathsep + self.env.get("PATH", "")
 
+    @classmethod
+    def clone(cls, other: Workflow, root: Path) -> Workflow:
+        """A copy of another run (results, logs and Snakemake's metadata, mtimes kept)."""
+        shutil.copytree(other.root, root, symlinks=True)
+        wf = cls.__new__(cls)
+        wf.root, wf.env = root, {**other.env, "PYTHONPATH": str(root)}
+        return wf
+
     def snakemake(self, *args: str, config: str | None = "tiny.yaml", check: bool = True,
                   timeout: int = 900) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]

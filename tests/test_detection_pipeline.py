@@ -23,17 +23,17 @@ def test_detection_cell_trains_binarizes_and_evaluates(tmp_path, monkeypatch):
     cell = {"task": "det", "arch": "ssd300_vgg16_small", "seed": 0}
     fp, bnn = tmp_path / "fp.pt", tmp_path / "bnn.pt"
     jobs.pretrain(**cell, dataset=DATASET, settings=SETTINGS, device="cpu",
-                  determinism="warn", threads=1, model=str(fp),
+                  determinism="warn", threads=1, model=str(fp), code="c",
                   table=str(tmp_path / "fp.parquet"))
     jobs.finetune(**cell, algorithm="bnn", dataset=DATASET, settings=SETTINGS, device="cpu",
-                  determinism="warn", threads=1, pretrained=str(fp), model=str(bnn),
+                  determinism="warn", threads=1, pretrained=str(fp), model=str(bnn), code="c",
                   table=str(tmp_path / "bnn.parquet"))
     train = read_table(tmp_path / "bnn.parquet", "train")
     assert train["status"].tolist() == ["ok"] and math.isfinite(train["loss"].iloc[0])
     assert math.isnan(train["train_accuracy"].iloc[0])  # no accuracy for detection
     jobs.evaluate(**cell, algorithm="bnn", dataset=DATASET,
                   corruptions={"corruptions": {"gaussian_noise": [3]}, "files": None},
-                  threads=1, checkpoint=str(bnn), table=str(tmp_path / "eval.parquet"))
+                  threads=1, checkpoint=str(bnn), table=str(tmp_path / "eval.parquet"), code="c")
     rows = read_table(tmp_path / "eval.parquet", "eval")
     assert rows["condition"].tolist() == ["clean", "gaussian_noise"]
     assert set(rows["metric"]) == {"voc07_map"}

@@ -37,7 +37,7 @@ def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits
     evaluate(task="digits", arch="resnet20", algorithm="fp32", seed=0,
              dataset={"name": "digits_embedded", "max_train": 64, "max_test": 32},
              corruptions={"corruptions": {"gaussian_noise": [1]}, "files": None}, threads=1,
-             checkpoint=str(tmp_path / "m.pt"), table=str(tmp_path / "eval.parquet"))
+             checkpoint=str(tmp_path / "m.pt"), table=str(tmp_path / "eval.parquet"), code="c")
     rows = read_table(tmp_path / "eval.parquet", "eval")
     assert len(rows) == 2 and rows["value"].isna().all()
 

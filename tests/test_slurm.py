@@ -286,7 +286,7 @@ def test_slurm_profile_runs_everything_through_sbatch_and_survives_scancel(
     submissions = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     assert sorted(submissions) == sorted(state), (submissions, state)
 
-    # grouping: evaluate and export_onnx jobs (independent of each other: one group component
+    # grouping: evaluate and export jobs (independent of each other: one group component
     # each) CELL_POST_COMPONENTS per submission, the latency jobs of all cells in one, aggregate
     # and report (connected: one component) in one. The plugin runs a group's jobs one after the
     # other, and the profile sizes each submission for that: its largest job's CPUs and memory,

@@ -56,3 +56,27 @@ def test_settings_and_device_are_checked():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="cuda"):
             resolve_device("cuda")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint", "other weights"])
+def test_a_damaged_checkpoint_names_the_file_and_the_command(tmp_path, trained_fp32, digits,
+                                                            damage):
+    from bibench.io import DamagedFileError
+    from bibench.training.checkpoint import load_checkpoint
+
+    path = tmp_path / "model.pt"
+    meta = {"arch": "resnet20", "algorithm": "fp32", "input_shape": list(digits.input_shape),
+            "num_classes": digits.num_classes}
+    save_checkpoint(trained_fp32[0], path, meta)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif damage == "not a checkpoint":
+        path.write_text("weights\n")
+    else:
+        save_checkpoint(trained_fp32[0], path, {**meta, "num_classes": digits.num_classes + 1})
+    with pytest.raises(DamagedFileError) as info:
+        load_checkpoint(path)
+    expected = ("its weights do not fit" if damage == "other weights"
+                else "not a readable checkpoint")
+    assert str(info.value).startswith(f"damaged result {path}: {expected}")
+    assert str(info.value).endswith(f"--forcerun {path}")

@@ -239,7 +239,7 @@ def test_the_training_job_records_device_model_precision_and_determinism(tmp_pat
     pretrain(task="digits", arch="resnet20", seed=0, dataset=dataset,
              settings={"epochs": 1, "batch_size": 32, "precision": "bf16"}, device="cpu",
              determinism="warn", threads=1, model=str(tmp_path / "m.pt"),
-             table=str(tmp_path / "train.parquet"))
+             table=str(tmp_path / "train.parquet"), code="c")
     row = read_table(tmp_path / "train.parquet", "train").iloc[-1]
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     assert (row["device"], row["device_model"]) == ("cpu", _proc_cpu_model())

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 
+from bibench.cache import combine
 from bibench.catalog import BINARY_ENGINES, FP32
 from bibench.io import PROVENANCE, SCHEMAS, read_table
 from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
@@ -81,22 +82,33 @@ def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _cell_code(tables: list[pd.DataFrame], code: str) -> pd.DataFrame:
+    """Per cell, one fingerprint of all the code its row comes from: every table's and ours."""
+    rows = pd.concat([t[KEY + ["code_fingerprint"]] for t in tables], ignore_index=True)
+    return (rows.groupby(KEY)["code_fingerprint"]
+            .agg(lambda fps: combine([*fps, code])).reset_index())
+
+
 def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
                   eval_tables: list[str], export_tables: list[str], latency: pd.DataFrame,
-                  complexity_tables: list[str]) -> pd.DataFrame:
+                  complexity_tables: list[str], code: str) -> pd.DataFrame:
     """metrics.parquet rows: each cell x condition with its FP32 reference and efficiency."""
-    evals = _concat(eval_tables, "eval").drop(columns=_PROVENANCE_NAMES)
-    frame = evals.merge(_train_summary(_concat(train_tables, "train")), on=KEY, how="left")
+    evals = _concat(eval_tables, "eval")
+    train = _concat(train_tables, "train")
+    complexity = _concat(complexity_tables, "complexity")
+    exports = _concat(export_tables, "export")
+    cell_code = _cell_code([evals, train, complexity, exports, latency], code)
+    evals = evals.drop(columns=_PROVENANCE_NAMES)
+    frame = evals.merge(_train_summary(train), on=KEY, how="left")
 
     fp32 = evals[evals["algorithm"] == FP32][["task", "arch", "seed", "condition", "severity",
                                                "value"]].rename(columns={"value": "fp32_value"})
     frame = frame.merge(fp32, on=["task", "arch", "seed", "condition", "severity"], how="left")
     frame["relative_to_fp32"] = frame["value"] / frame["fp32_value"]
 
-    frame = frame.merge(_complexity_summary(_concat(complexity_tables, "complexity")),
-                        on=["task", "arch", "algorithm"], how="left")
+    frame = frame.merge(_complexity_summary(complexity), on=["task", "arch", "algorithm"],
+                        how="left")
 
-    exports = _concat(export_tables, "export")
     exports = exports[exports["form"] == "onnx"][KEY + ["argmax_agreement"]]
     frame = frame.merge(exports.rename(columns={"argmax_agreement": "onnx_argmax_agreement"}),
                         on=KEY, how="left")
@@ -105,6 +117,7 @@ def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_t
 
     frame["family"] = frame["arch"].map(lambda a: get_architecture(a).family)
     frame["config_hash"] = config_hash
+    frame = frame.drop(columns="code_fingerprint").merge(cell_code, on=KEY, how="left")
     unknown = set(frame["task"]) - set(tasks)
     if unknown:
         raise ValueError(f"tables of tasks not in the config: {sorted(unknown)}")

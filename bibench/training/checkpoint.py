@@ -10,7 +10,7 @@ from torch import nn
 
 from bibench.binarize import binarize
 from bibench.catalog import FP32
-from bibench.io import atomic_write
+from bibench.io import DamagedFileError, atomic_write
 from bibench.models import build_model, get_architecture
 
 
@@ -53,11 +53,25 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the cell's model and load its weights; returns (model in eval mode, meta)."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    meta = blob["meta"]
-    model = build_cell_model(
-        meta["arch"], meta["algorithm"], tuple(meta["input_shape"]), meta["num_classes"]
-    )
-    model.load_state_dict(blob["state_dict"])
+    """Rebuild the cell's model and load its weights; returns (model in eval mode, meta).
+
+    A file that is not a whole checkpoint of this format raises DamagedFileError.
+    """
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta, state = blob["meta"], blob["state_dict"]
+        shape = (meta["arch"], meta["algorithm"], tuple(meta["input_shape"]), meta["num_classes"])
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # whatever torch.load makes of a damaged file
+        problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+        size = Path(path).stat().st_size
+        raise DamagedFileError(path, f"not a readable checkpoint ({size} bytes: {problem})"
+                               ) from err
+    model = build_cell_model(*shape)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise DamagedFileError(path, "its weights do not fit the architecture "
+                                     f"({str(err).splitlines()[-1].strip()})") from err
     return model.eval(), meta

@@ -1,19 +1,26 @@
 # Config validation, wildcard constraints and target lists. Nothing heavy at parse time:
 # bibench.config and bibench.catalog import neither torch nor the algorithms.
+from bibench.cache import code_fingerprint, holes
 from bibench.catalog import (
     DEFAULT_DATA_ROOT,
     DOWNLOADABLE,
-    EMBEDDED_DATASETS,
     FP32,
-    algorithm_sources,
 )
-from bibench.config import canonical, check_config, config_hash
+from bibench.config import (
+    canonical,
+    check_config,
+    config_hash,
+    corruption_settings,
+    data_root,
+    dataset_settings,
+    sensitivity_run_settings,
+)
+from snakemake.logging import logger
 
 # Raises before any job is scheduled, naming every offending key; fills in schema defaults.
 # Keys are sorted so that reordering a YAML file does not change any job's params.
 CONFIG = canonical(check_config(config))
 
-ALGORITHM_SOURCES = algorithm_sources()
 TASKS = CONFIG["tasks"]
 ALGORITHMS = CONFIG["algorithms"]
 BINARY_ALGORITHMS = [a for a in ALGORITHMS if a != FP32]
@@ -49,22 +56,8 @@ wildcard_constraints:
 # --- per-cell settings: passed as params so that changing them reruns exactly those cells ----
 
 
-def _data_root(task):
-    """Official datasets default to resources/, where the download rule puts them."""
-    if task["dataset"] in EMBEDDED_DATASETS:
-        return None
-    return task["root"] or DEFAULT_DATA_ROOT
-
-
 def dataset_params(wildcards):
-    task = TASKS[wildcards.task]
-    return {
-        "name": task["dataset"],
-        "root": _data_root(task),
-        "options": task["options"],
-        "max_train": task["max_train"],
-        "max_test": task["max_test"],
-    }
+    return dataset_settings(TASKS[wildcards.task])
 
 
 def _downloaded(dataset, root):
@@ -76,7 +69,7 @@ def _downloaded(dataset, root):
 def task_downloads(name):
     """Download manifests of the data a task reads from resources/ (none for the rest)."""
     task = TASKS[name]
-    files = _downloaded(task["dataset"], _data_root(task))
+    files = _downloaded(task["dataset"], data_root(task))
     if task["corruption_files"] is not None:
         files += _downloaded("cifar10c", task["corruption_files"])
     return files
@@ -95,13 +88,23 @@ def finetune_settings(wildcards):
 
 
 def corruption_params(wildcards):
-    task = TASKS[wildcards.task]
-    return {"corruptions": task["corruptions"], "files": task["corruption_files"]}
+    return corruption_settings(TASKS[wildcards.task])
 
 
-def algorithm_source(wildcards):
-    """The algorithm's own file (none for fp32): editing it makes only its cells stale."""
-    return [] if wildcards.algo == FP32 else str(ALGORITHM_SOURCES[wildcards.algo])
+def code(rule_name):
+    """params.code of a rule: the fingerprint of the source files its results depend on."""
+
+    def cell_code(wildcards):
+        task = TASKS.get(wildcards.get("task"), {})
+        return code_fingerprint(
+            rule_name,
+            dataset=task.get("dataset"),
+            arch=wildcards.get("arch"),
+            algorithm=wildcards.get("algo", FP32),
+            corruption_files=task.get("corruption_files") is not None,
+        )
+
+    return cell_code
 
 
 def _trained_file(name, task, arch, algo, seed):
@@ -151,10 +154,8 @@ SENSITIVITY = CONFIG["sensitivity"]
 
 
 def sensitivity_settings(wildcards):
-    """The task's pretrain (FP32) or finetune (binarized) settings with the setting's overrides."""
-    task = TASKS[wildcards.task]
-    base = task["pretrain"] if wildcards.algo == FP32 else task["finetune"]
-    return canonical({**base, **SENSITIVITY["settings"][wildcards.setting]})
+    w = wildcards
+    return sensitivity_run_settings(CONFIG, w.task, w.algo, w.setting)
 
 
 def sensitivity_start(wildcards):
@@ -178,3 +179,60 @@ def sensitivity_tables(wildcards=None):
 
 
 CONFIG_HASH = config_hash(CONFIG)
+
+
+# --- deleted results ---------------------------------------------------------------------------
+# Snakemake (>= 7.8) leaves a deleted intermediate file missing while the files computed from it
+# are up to date. Such holes are forced, so that the next run recomputes exactly
+# them and what depends on them (bibench/cache.py). Every rule lists force_deleted_results as
+# an input. Only the main process decides this: a cluster job re-parses the Snakefile to run
+# one job.
+SUMMARY_FILES = [
+    "results/metrics.parquet",
+    "results/tracks.parquet",
+    "results/latency.parquet",
+    "results/report.html",
+]
+CELL_DIR = "results/cells/{task}/{arch}/{algo}/seed{seed}/"
+EXPORT_FILES = ["model.onnx", "model.qonnx.onnx", "openvino", "export.parquet", "complexity.parquet"]
+
+
+def _cell_chains(c):
+    """(outputs of a job of cell c, files computed from them)."""
+    cell = CELL_DIR.format(**c)
+    trained = [_trained_file(n, **c) for n in ("model.pt", "train.parquet")]
+    exported = [f"{cell}{n}" for n in EXPORT_FILES]
+    evaluated, timed = [f"{cell}eval.parquet"], [f"{cell}latency.parquet"]
+    downstream = evaluated + exported + timed + SUMMARY_FILES
+    if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
+        group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
+        downstream += [f"{d}{n}" for d in group for n in ("model.pt", "latency.parquet")]
+        downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
+    return [
+        (trained, downstream),
+        (evaluated, SUMMARY_FILES),
+        (exported, timed + SUMMARY_FILES),
+        (timed, SUMMARY_FILES),
+    ]
+
+
+def deleted_results():
+    chains = [chain for c in cells() for chain in _cell_chains(c)]
+    chains += [([t], SUMMARY_FILES) for t in sensitivity_tables()]
+    chains += [(SUMMARY_FILES[:3], SUMMARY_FILES[3:])]
+    return holes(chains)
+
+
+_FORCED = []
+
+
+def force_deleted_results(wildcards):
+    """No files: the first input function Snakemake evaluates while it builds the DAG adds the
+    holes to the DAG's forced files (as Snakemake's own --rerun-incomplete does), once."""
+    if not _FORCED and workflow.is_main_process:
+        _FORCED.append(deleted_results())
+        if _FORCED[0]:
+            shown = ", ".join(_FORCED[0][:3]) + (" ..." if len(_FORCED[0]) > 3 else "")
+            logger.info(f"bibench: recomputing {len(_FORCED[0])} deleted result(s): {shown}")
+            workflow.dag.forcefiles.update(_FORCED[0])
+    return []

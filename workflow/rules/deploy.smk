@@ -1,9 +1,9 @@
-rule export_onnx:
+rule export:
     """Every deployment form (ONNX, QONNX, OpenVINO binary), each checked against PyTorch on
     the test set, and the per-layer complexity of the same model (paper Eq. 7)."""
     input:
+        force_deleted_results,
         checkpoint=cell_checkpoint,
-        algorithm_source=algorithm_source,
     output:
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
         qonnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.qonnx.onnx",
@@ -17,8 +17,9 @@ rule export_onnx:
         seed="{seed}",
         dataset=dataset_params,
         settings=EXPORT,
+        code=code("export"),
     log:
-        "logs/export_onnx/{task}/{arch}/{algo}/seed{seed}.log",
+        "logs/export/{task}/{arch}/{algo}/seed{seed}.log",
     threads: 1
     resources:
         mem_mb=4000,
@@ -26,7 +27,7 @@ rule export_onnx:
     conda:
         "../envs/bibench.yaml"
     script:
-        "../scripts/export_onnx.py"
+        "../scripts/export.py"
 
 
 rule latency:
@@ -34,6 +35,7 @@ rule latency:
     the same architecture timed in the same job. It takes every core so that nothing runs
     beside it (latency_slot keeps it apart on executors that do not count cores)."""
     input:
+        force_deleted_results,
         onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
         openvino="results/cells/{task}/{arch}/{algo}/seed{seed}/openvino",
         export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
@@ -46,6 +48,7 @@ rule latency:
         algorithm="{algo}",
         seed="{seed}",
         settings=LATENCY,
+        code=code("latency"),
     log:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:

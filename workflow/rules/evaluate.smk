@@ -1,6 +1,7 @@
 rule evaluate:
     """Task metric on the clean test set and on every configured corruption x severity."""
     input:
+        force_deleted_results,
         data=dataset_files,
         checkpoint=cell_checkpoint,
     output:
@@ -14,6 +15,7 @@ rule evaluate:
         corruptions=corruption_params,
         device=DEVICE,
         determinism=DETERMINISM,
+        code=code("evaluate"),
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
     threads: 1

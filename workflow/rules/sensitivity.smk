@@ -3,9 +3,9 @@ rule sensitivity:
     Tables 12-13): FP32 trains from scratch, binarized cells finetune from the FP32 checkpoint,
     both with the setting's optimizer, learning rate and scheduler; clean test metric only."""
     input:
+        force_deleted_results,
         data=dataset_files,
         pretrained=sensitivity_start,
-        algorithm_source=algorithm_source,
     output:
         table="results/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.parquet",
     params:
@@ -18,6 +18,7 @@ rule sensitivity:
         settings=sensitivity_settings,
         device=DEVICE,
         determinism=DETERMINISM,
+        code=code("sensitivity"),
     log:
         "logs/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.log",
     benchmark:

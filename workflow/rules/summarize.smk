@@ -1,6 +1,7 @@
 rule aggregate:
     """Every cell's tables joined into results/metrics.parquet; the tracks' metrics."""
     input:
+        force_deleted_results,
         train_tables=train_tables,
         eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
         export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet"),
@@ -14,6 +15,7 @@ rule aggregate:
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
+        code=code("aggregate"),
     log:
         "logs/aggregate.log",
     threads: 1
@@ -29,6 +31,7 @@ rule aggregate:
 rule report:
     """Self-contained HTML report (tables and embedded figures)."""
     input:
+        force_deleted_results,
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",
@@ -39,6 +42,8 @@ rule report:
             caption="../report/report.rst",
             category="Report",
         ),
+    params:
+        code=code("report"),
     log:
         "logs/report.log",
     threads: 1

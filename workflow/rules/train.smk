@@ -1,6 +1,7 @@
 rule pretrain:
     """Full-precision model per task x architecture x seed: the start of every cell."""
     input:
+        force_deleted_results,
         data=dataset_files,
     output:
         model="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
@@ -13,6 +14,7 @@ rule pretrain:
         settings=pretrain_settings,
         device=DEVICE,
         determinism=DETERMINISM,
+        code=code("pretrain"),
     log:
         "logs/pretrain/{task}/{arch}/seed{seed}.log",
     benchmark:
@@ -30,8 +32,8 @@ rule pretrain:
 rule binarize_finetune:
     """Binarize the pretrained model with one algorithm and finetune it."""
     input:
+        force_deleted_results,
         pretrained="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
-        algorithm_source=algorithm_source,
     output:
         model="results/cells/{task}/{arch}/{algo}/seed{seed}/model.pt",
         table="results/cells/{task}/{arch}/{algo}/seed{seed}/train.parquet",
@@ -44,6 +46,7 @@ rule binarize_finetune:
         settings=finetune_settings,
         device=DEVICE,
         determinism=DETERMINISM,
+        code=code("binarize_finetune"),
     wildcard_constraints:
         algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
     log:

@@ -1,0 +1,160 @@
+"""What makes a cached result stale: the code it came from, and files that went missing.
+
+Read by the Snakefile at parse time, so it imports neither torch nor anything that does.
+
+Code fingerprints. Every job gets `params.code`, a hash of the source files its results depend
+on (the map below), and writes it into every row (`code_fingerprint`). Snakemake reruns a job
+whose params changed, so editing a file makes stale exactly the jobs that read it, and through
+their outputs what depends on them: `base.py` or `binarize.py` every binarized cell, the
+training loop every trained model, a model module that architecture's cells, a dataset loader
+that dataset's cells, the export code the export (and so latency) jobs, the report code the
+report. Hashing the ~60 files takes a few milliseconds.
+
+Holes. Snakemake >= 7.8 does not remake a deleted intermediate file while the files computed
+from it are up to date (snakemake/snakemake#1978). `holes` finds such files so that the
+workflow can force their jobs (and with them everything downstream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+from bibench.catalog import FP32, algorithm_sources
+
+PACKAGE = Path(__file__).resolve().parent
+
+# Files every job's results depend on: the job functions, the table schemas, the settings hash.
+GLUE = ("jobs.py", "io.py", "config.py")
+# Code that turns a model into a binarized one (for the cells of every binarization algorithm).
+BINARIZATION = ("algorithms/__init__.py", "algorithms/base.py", "binarize.py")
+TRAINING = ("training/*.py",)
+CHECKPOINT = ("training/checkpoint.py",)
+PREDICTION = ("evaluation/predict.py", "evaluation/task_metrics.py",
+              "evaluation/detection_metrics.py")
+EVALUATION = ("evaluation/*.py", "evaluation/frost/*")
+EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", *PREDICTION)
+LATENCY = ("latency/*.py", "catalog.py")
+AGGREGATE = ("metrics/*.py", "catalog.py", "models/__init__.py")
+REPORT = ("report/**/*", "metrics/aggregate.py", "metrics/tracks.py", "metrics/overall.py",
+          "catalog.py")
+
+_DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
+              "models/detection/ops.py")
+# Architecture -> the modules that define it (tests check this against the registry).
+ARCHITECTURE_MODULES: dict[str, str | tuple[str, ...]] = {
+    **dict.fromkeys(("resnet20", "resnet18", "resnet34", "resnet18_imagenet",
+                     "resnet34_imagenet"), "models/resnet.py"),
+    "vgg_small": "models/vgg.py",
+    **dict.fromkeys(("bert_base", "bert_tiny4", "bert_tiny6", "minilm_l6"), "models/bert.py"),
+    **dict.fromkeys(("fsmn", "dfsmn"), "models/fsmn.py"),
+    **dict.fromkeys(("pointnet", "pointnet_vanilla", "pointnet_seg"), "models/pointnet.py"),
+    **dict.fromkeys(("faster_rcnn_r18", "faster_rcnn_r18_small"),
+                    (*_DETECTION, "models/detection/faster_rcnn.py", "models/resnet.py")),
+    **dict.fromkeys(("ssd300_vgg16", "ssd300_vgg16_small"),
+                    (*_DETECTION, "models/detection/ssd.py")),
+}
+_EMBEDDED = ("data/__init__.py", "data/embedded/__init__.py")
+_OFFICIAL = ("data/__init__.py", "data/official/__init__.py", "data/official/common.py")
+# Dataset -> the loader code its data passes through (tests check it against the registries).
+DATASET_MODULES = {
+    **{name: (*_EMBEDDED, "data/embedded/images.py")
+       for name in ("mnist_embedded", "digits_embedded")},
+    "speech_embedded": (*_EMBEDDED, "data/embedded/common.py", "data/embedded/speech.py"),
+    "text_embedded": (*_EMBEDDED, "data/embedded/common.py", "data/embedded/text.py"),
+    **{name: (*_EMBEDDED, "data/embedded/common.py", "data/embedded/points.py")
+       for name in ("pointcloud_embedded", "partseg_embedded")},
+    "mnist_detection_embedded": (*_EMBEDDED, "data/embedded/detection.py"),
+    **{name: (*_OFFICIAL, "data/official/detection.py") for name in ("voc07", "coco17", "coco14")},
+    **{name: (*_OFFICIAL, "data/official/images.py") for name in ("cifar10", "imagenet")},
+    **{name: (*_OFFICIAL, "data/official/points.py") for name in ("modelnet40", "shapenet_part")},
+    "speech_commands": (*_OFFICIAL, "data/official/speech.py", "data/features.py"),
+    **{f"glue_{t}": (*_OFFICIAL, "data/official/text.py")
+       for t in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")},
+}
+# CIFAR-10-C files read by the evaluate job when a task names them.
+CORRUPTION_FILES = (*_OFFICIAL, "data/official/images.py")
+
+TRAINED_RULES = ("pretrain", "binarize_finetune", "sensitivity")
+MODEL_RULES = (*TRAINED_RULES, "evaluate", "export")
+
+
+def _stage_files(rule: str) -> tuple[str, ...]:
+    stages = {"pretrain": TRAINING, "binarize_finetune": TRAINING,
+              "sensitivity": TRAINING + PREDICTION, "evaluate": CHECKPOINT + EVALUATION,
+              "export": CHECKPOINT + EXPORT, "latency": LATENCY, "aggregate": AGGREGATE,
+              "report": REPORT}
+    try:
+        return GLUE + stages[rule]
+    except KeyError:
+        raise KeyError(f"no code map for rule {rule!r} (known: {', '.join(stages)})") from None
+
+
+def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
+                algorithm: str | None = None, corruption_files: bool = False) -> list[Path]:
+    """Every source file the results of `rule` for this cell depend on, sorted."""
+    patterns = list(_stage_files(rule))
+    extra: list[Path] = []
+    if rule in MODEL_RULES:
+        modules = ARCHITECTURE_MODULES[arch]
+        patterns += ["models/__init__.py", *([modules] if isinstance(modules, str) else modules)]
+        patterns += DATASET_MODULES[dataset]
+        if algorithm != FP32:
+            patterns += BINARIZATION
+            extra.append(_algorithm_sources()[algorithm])
+    if rule == "evaluate" and corruption_files:
+        patterns += CORRUPTION_FILES
+    files = {p for pattern in patterns for p in _expand(pattern)}
+    return sorted(files | set(extra), key=str)
+
+
+@cache
+def _expand(pattern: str) -> tuple[Path, ...]:
+    return tuple(p for p in PACKAGE.glob(pattern) if p.is_file() and "__pycache__" not in p.parts)
+
+
+@cache
+def _algorithm_sources() -> dict[str, Path]:
+    return algorithm_sources()
+
+
+@cache
+def _file_hash(path: Path) -> bytes:
+    """The file's name (relative to the package, so that clones agree) and content."""
+    name = path.relative_to(PACKAGE) if path.is_relative_to(PACKAGE) else path.name
+    return hashlib.sha256(str(name).encode() + b"\0" + path.read_bytes()).digest()
+
+
+def fingerprint(files: Iterable[Path]) -> str:
+    """A short hash of the files' names and contents."""
+    return hashlib.sha256(b"".join(sorted(_file_hash(p) for p in files))).hexdigest()[:16]
+
+
+@cache
+def code_fingerprint(rule: str, dataset: str | None = None, arch: str | None = None,
+                     algorithm: str | None = None, corruption_files: bool = False) -> str:
+    """The fingerprint of the code behind `rule`'s results for this cell (`params.code`)."""
+    return fingerprint(job_sources(rule, dataset, arch, algorithm, corruption_files))
+
+
+def combine(fingerprints: Iterable[str]) -> str:
+    """One fingerprint for a row built from several (metrics.parquet rows, tracks rows)."""
+    return hashlib.sha256("\0".join(sorted(set(fingerprints))).encode()).hexdigest()[:16]
+
+
+def holes(chains: Iterable[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
+    """Files that are missing while a file computed from them exists.
+
+    `chains` pairs a job's outputs with the files computed from them. Snakemake would leave
+    such a file missing (and the downstream files stale); forcing it recomputes it and all
+    that depends on it. A file missing with nothing downstream yet is just not made yet.
+    """
+    found: set[str] = set()
+    for outputs, downstream in chains:
+        missing = [f for f in outputs if not os.path.exists(f)]
+        if missing and any(os.path.exists(f) for f in downstream):
+            found.update(missing)
+    return sorted(found)
