@@ -4,6 +4,8 @@ device and thread count. Input: results/latency.parquet (one row per measurement
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
@@ -46,8 +48,46 @@ def latency_tables(latency: pd.DataFrame) -> list[dict]:
                                       "speedup": float("nan")})
                 groups.append(cells)
             rows.append({"threads": int(threads), "cell": f"{task}/{arch}", "groups": groups})
-        cpu = dev_rows["cpu_model"].iloc[0]
-        tables.append({"device": device, "cpu_model": cpu, "header": header, "rows": rows})
+        tables.append({"device": device, **device_facts(dev_rows), "header": header,
+                       "rows": rows})
+    return tables
+
+
+def device_facts(rows: pd.DataFrame) -> dict[str, str]:
+    """What decides a device's numbers: CPU model, its ISA features, engine versions."""
+    versions = sorted(set(rows["engine_version"]))
+    return {"cpu_model": rows["cpu_model"].iloc[0], "cpu_isa": rows["cpu_isa"].iloc[0],
+            "engine_versions": ", ".join(versions)}
+
+
+def reference_tables(latency: pd.DataFrame) -> list[dict]:
+    """Per device: each algorithm's binary-engine speedup over FP32 beside the hand-built
+    reference's (the engine's best case on that CPU, timed in the same window), per thread
+    count and task/arch, or why the reference was not timed."""
+    binary = latency[latency["engine"].isin(BINARY_ENGINES) & (latency["algorithm"] != FP32)]
+    tables = []
+    for device, dev_rows in binary.groupby("device_name", sort=True):
+        algorithms = algorithm_order(dev_rows["algorithm"])
+        rows = []
+        for (threads, task, arch), part in dev_rows.groupby(["threads", "task", "arch"]):
+            timed = part[part["reference_status"] == "ok"]
+            ref = timed["reference_speedup_vs_fp32"]
+            reasons = sorted(set(part["reference_status"]) - {"ok"})
+            cells = []
+            for algo in algorithms:
+                ok = part[(part["algorithm"] == algo) & (part["status"] == "ok")]
+                speedup = float(ok["speedup_vs_fp32"].median()) if len(ok) else math.nan
+                cells.append({"speedup": speedup,
+                              "of_reference": speedup / float(ref.median())
+                              if len(ref) and speedup == speedup else math.nan,
+                              "status": "ok" if len(ok) else "; ".join(sorted(set(
+                                  part[part["algorithm"] == algo]["status"]))) or "not timed"})
+            rows.append({"threads": int(threads), "cell": f"{task}/{arch}",
+                         "reference": float(ref.median()) if len(ref) else math.nan,
+                         "reference_note": "" if len(ref) else "; ".join(reasons),
+                         "cells": cells})
+        tables.append({"device": device, **device_facts(dev_rows), "algorithms": algorithms,
+                       "rows": rows})
     return tables
 
 
