@@ -132,6 +132,7 @@ def training_figures(train: pd.DataFrame) -> list[dict[str, str]]:
                         linewidth=width)
         for ax, title in zip(axes, ("training loss", "training accuracy"), strict=True):
             ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_title(f"{task} / {arch}: {title}", fontsize=9)
             ax.grid(alpha=0.3)
         axes[1].legend(fontsize=7, ncol=2)

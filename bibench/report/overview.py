@@ -44,7 +44,7 @@ def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
     plt = pyplot()
     stats = overall_stats(tracks)
     algorithms = algorithm_order(tracks["algorithm"])
-    fig, axes = plt.subplots(2, 3, figsize=(12, 1.2 + 0.42 * len(algorithms) * 2),
+    fig, axes = plt.subplots(2, 3, figsize=(12, max(5.0, 1.5 + 0.8 * len(algorithms))),
                              squeeze=False)
     for ax, track in zip(axes.flat, OVERALL, strict=True):
         paper = track_row(track, OVERALL[track]).set_index("algorithm")["value"]
@@ -55,13 +55,15 @@ def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
                 ax.barh(y, stat.mean, xerr=err, color="#4c78a8", capsize=3, height=0.6,
                         label="this run" if y == 0 else None)
             else:
-                ax.text(0, y, f" {status}", va="center", fontsize=8, color="#a33")
+                ax.text(0.02, y, status, va="center", fontsize=8, color="#a33",
+                        transform=ax.get_yaxis_transform())
             if algo in paper.index and paper[algo] == paper[algo]:
                 ax.plot(paper[algo], y, "D", color="#f58518", ms=6,
                         label="paper" if "paper" not in ax.get_legend_handles_labels()[1]
                         else None)
         ax.set_yticks(range(len(algorithms)), algorithms, fontsize=8)
-        ax.invert_yaxis()
+        ax.set_xlim(left=0)
+        ax.set_ylim(len(algorithms) - 0.5, -0.5)
         ax.set_title(f"{TRACK_TITLES[track]}: {OVERALL[track]}", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels(),
@@ -120,7 +122,9 @@ def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
         task, arch, algo, *_ = worst = min(clean, key=lambda k: clean[k].mean)
         ours = stats.get((task, arch, algo, "clean", 0, "value"), Stat(math.nan))
         fp = stats.get((task, arch, FP32, "clean", 0, "value"), Stat(math.nan))
-        lines.append(f"Largest accuracy drop: {algo} on {task}/{arch} keeps "
+        what = ("Largest accuracy drop" if clean[worst].mean < 1 else
+                "No binarized cell fell below FP32; the closest")
+        lines.append(f"{what}: {algo} on {task}/{arch} keeps "
                      f"{clean[worst].text(100, 1)}% of FP32 ({fp.text(100)} -> "
                      f"{ours.text(100)}).")
     corrupted = {k: s for k, s in stats.items() if k[3] != "clean" and k[5] == "value"
@@ -130,7 +134,8 @@ def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
     if drops:
         task, arch, algo, cond, sev, _ = worst = max(drops, key=drops.get)
         lines.append(f"Largest drop under corruption: {algo} on {task}/{arch} loses "
-                     f"{100 * drops[worst]:.2f} points under {cond} at severity {sev}.")
+                     f"{100 * drops[worst]:.2f} points under {cond} at severity {sev}."
+                     if drops[worst] > 0 else "No cell lost accuracy under corruption.")
     return lines
 
 
