@@ -155,9 +155,11 @@ def separations(stats: dict[tuple, Stat], tracks: pd.DataFrame) -> list[str]:
         pairs += [(OVERALL[track], a, sa, b, sb, 1.0)
                   for (a, (sa, _)), (b, (sb, _)) in itertools.combinations(
                       sorted(by_algo.items()), 2)]
-    real = [f"{where}: {a} {sa.text(scale)} vs {b} {sb.text(scale)}"
-            for where, a, sa, b, sb, scale in pairs
-            if separated((sa.low, sa.high), (sb.low, sb.high))]
+    real = []
+    for where, a, sa, b, sb, scale in pairs:
+        if separated((sa.low, sa.high), (sb.low, sb.high)):
+            (a, sa), (b, sb) = sorted([(a, sa), (b, sb)], key=lambda p: -p[1].mean)
+            real.append(f"{where}: {a} {sa.text(scale)} > {b} {sb.text(scale)}")
     lines = [f"With {n} seeds, {len(real)} of {len(pairs)} algorithm differences are larger "
              "than their 95% intervals" + (":" if real else ".")]
     return lines + real
