@@ -10,14 +10,15 @@ import pandas as pd
 
 import bibench
 from bibench.io import atomic_write, read_table
+from bibench.metrics.seeds import mean_ci
 from bibench.report.common import algorithm_order, png, pyplot, seeds_note, stats_index
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
 def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
-    """Task metric per training setting and algorithm (paper Figure 2), mean and spread over
-    seeds; one panel per (task, arch)."""
+    """Task metric per training setting and algorithm (paper Figure 2), mean over seeds with
+    its 95% interval (none with one seed); one panel per (task, arch)."""
     plt = pyplot()
     figures = []
     for (task, arch), group in grid.groupby(["task", "arch"]):
@@ -27,9 +28,10 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
         width = 0.8 / max(1, len(algorithms))
         for i, algo in enumerate(algorithms):
             runs = group[group["algorithm"] == algo]
-            stats = runs.groupby("setting")["value"].agg(["mean", "std"]).reindex(settings)
+            stats = [mean_ci(runs[runs["setting"] == s]["value"]) for s in settings]
             xs = [j + (i - (len(algorithms) - 1) / 2) * width for j in range(len(settings))]
-            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), fmt="o", ms=4,
+            ax.errorbar(xs, [m for m, *_ in stats],
+                        yerr=[0.0 if h != h else h - m for m, _, h, _ in stats], fmt="o", ms=4,
                         capsize=2, label=algo)
         ax.set_xticks(range(len(settings)), settings, rotation=20, fontsize=8)
         ax.set_ylabel(group["metric"].iloc[0])
@@ -37,7 +39,7 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
         figures.append({"title": f"{task} / {arch}: metric per training setting "
-                                 "(mean and std over seeds)", "src": png(fig)})
+                                 "(mean over seeds, 95% interval)", "src": png(fig)})
     return figures
 
 
