@@ -9,11 +9,10 @@ export of the FP32 model, both compiled by OpenVINO's CPU plugin with the f32 pr
 batch 1, all in one window: the FP32 model and the binary forms alternate in blocks of runs
 (bibench.latency.time_interleaved); medians of `--repeats` timed runs after `--warmup` runs.
 
-With `--reference`, the window also holds a hand-built reference: the same ResNet-18 written
-directly with OpenVINO's opset API (BinaryConvolution with random 1-bit weights, per-channel
-Multiply/Add for scale and BatchNorm, hardtanh, 1x1 float shortcuts), the construction of the
-hand-built probe behind the 12x target (docs/deployment.md). It shows how far bibench's export
-is from the best this engine does with this network, on this machine, at this moment.
+With `--reference`, the window also holds the hand-built reference of
+bibench.latency.reference (the same ResNet-18 written directly with OpenVINO's opset API), which
+the latency job times too. It shows how far bibench's export is from the best this engine does
+with this network, on this machine, at this moment.
 
 `--keep-fp PATTERNS` replaces the architecture's full-precision policy as `bibench summary`
 does: `--keep-fp ''` binarizes the 1x1 downsample shortcuts too (the layers the paper's Table 3
@@ -32,17 +31,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bibench.algorithms import available
 from bibench.export.onnx import export_onnx
 from bibench.export.openvino import IR_FILE, export_openvino_binary
+from bibench.latency.reference import write_reference
 from bibench.latency.timing import (
     count_binary_convolutions,
     cpu_model,
     openvino_compile,
-    openvino_module,
     time_compiled,
 )
 from bibench.models import build_model, get_architecture
@@ -60,57 +58,6 @@ def calibrate_bn(model: torch.nn.Module, batches: int = 4, seed: int = 0) -> tor
         for _ in range(batches):
             model(torch.rand(16, *SHAPE, generator=gen))
     return model.eval()
-
-
-def opset_reference(path: Path, binary_shortcuts: bool = False, seed: int = 0) -> None:
-    """Write the hand-built reference IR (see the module docstring) to `path`."""
-    openvino_module()  # telemetry off before the first import
-    import openvino as ov
-    import openvino.opset1 as opset1
-    import openvino.opset13 as ops
-
-    rng = np.random.default_rng(seed)
-
-    def const(values) -> ov.Node:
-        return ops.constant(np.asarray(values, np.float32))
-
-    def channel_affine(x: ov.Node, ch: int) -> ov.Node:  # scale and BatchNorm, folded
-        scale, shift = rng.uniform(0.5, 1.5, (1, ch, 1, 1)), rng.normal(0, 0.1, (1, ch, 1, 1))
-        return ops.add(ops.multiply(x, const(scale)), const(shift))
-
-    def binary_conv(x: ov.Node, cin: int, cout: int, k: int, stride: int) -> ov.Node:
-        zeros = const(np.zeros((1, cin, 1, 1)))
-        x01 = ops.fake_quantize(x, zeros, zeros, const(0.0), const(1.0), 2)
-        bits = np.packbits(rng.integers(0, 2, cout * cin * k * k, dtype=np.uint8),
-                           bitorder="little")
-        weights = ops.constant(ov.Tensor(bits, ov.Shape([cout, cin, k, k]), ov.Type.u1))
-        return opset1.binary_convolution(x01, weights, [stride] * 2, [k // 2] * 2, [k // 2] * 2,
-                                         [1, 1], "xnor-popcount", 0.0)
-
-    def float_conv(x: ov.Node, cin: int, cout: int, k: int, stride: int) -> ov.Node:
-        w = const(rng.normal(0, 0.1, (cout, cin, k, k)))
-        return ops.convolution(x, w, [stride] * 2, [k // 2] * 2, [k // 2] * 2, [1, 1])
-
-    def hardtanh(x: ov.Node) -> ov.Node:
-        return ops.clamp(x, -1.0, 1.0)
-
-    image = ops.parameter([1, *SHAPE], np.float32, name="input")
-    x = hardtanh(channel_affine(float_conv(image, SHAPE[0], 64, 3, 1), 64))
-    cin = 64
-    for stage, cout in enumerate((64, 128, 256, 512)):
-        for block in range(2):
-            stride = 2 if stage > 0 and block == 0 else 1
-            y = hardtanh(channel_affine(binary_conv(x, cin, cout, 3, stride), cout))
-            y = channel_affine(binary_conv(y, cout, cout, 3, 1), cout)
-            shortcut = x
-            if stride != 1 or cin != cout:
-                conv = binary_conv if binary_shortcuts else float_conv
-                shortcut = channel_affine(conv(x, cin, cout, 1, stride), cout)
-            x, cin = hardtanh(ops.add(y, shortcut)), cout
-    x = ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), False)
-    x = ops.add(ops.matmul(x, const(rng.normal(0, 0.1, (512, CLASSES))), False, False),
-                const(np.zeros(CLASSES)))
-    ov.save_model(ov.Model([x], [image]), str(path), compress_to_fp16=False)
 
 
 def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool = False,
@@ -136,7 +83,7 @@ def run(threads: int, warmup: int, repeats: int, workdir: Path, reference: bool 
     if reference:
         binary_paths[REFERENCE] = workdir / "reference.xml"
         policy = get_architecture(ARCH).keep_fp if keep_fp is None else keep_fp
-        opset_reference(binary_paths[REFERENCE], binary_shortcuts=not any(
+        write_reference(binary_paths[REFERENCE], ARCH, SHAPE, CLASSES, binary_shortcuts=not any(
             fnmatch.fnmatchcase("layer2.0.shortcut.0", p) for p in policy))
     # one window: the FP32 model and every binary form alternate in blocks, so all speedups
     # share one FP32 timing and the same machine state

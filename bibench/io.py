@@ -97,6 +97,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("engine", pa.string()),  # onnxruntime | openvino_fp32 | openvino_binary
             pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
             pa.field("cpu_model", pa.string()),
+            # what decides a binary kernel's speed: the CPU's AVX2 / AVX-512F / VPOPCNTDQ
+            # ('unknown' where the device does not say) and the engine's library version
+            pa.field("cpu_isa", pa.string()),
+            pa.field("engine_version", pa.string()),
             pa.field("batch_size", pa.int64()),
             pa.field("warmup", pa.int64()),
             pa.field("repeats", pa.int64()),
@@ -107,6 +111,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("fp32_p10_ms", pa.float64()),
             pa.field("fp32_p90_ms", pa.float64()),
             pa.field("speedup_vs_fp32", pa.float64()),
+            # the engine's best case: bibench.latency.reference timed in the same window
+            pa.field("reference_status", pa.string()),  # ok | why it was not timed
+            pa.field("reference_median_ms", pa.float64()),
+            pa.field("reference_speedup_vs_fp32", pa.float64()),
             pa.field("n_binary_conv", pa.int64()),  # BinaryConvolution layers executed
             pa.field("model_bytes", pa.int64()),
             pa.field("fp32_bytes", pa.int64()),
@@ -159,6 +167,26 @@ SCHEMAS["tracks"] = pa.schema([
     pa.field("excluded", pa.string()),  # JSON list of cells left out (failed, diverged)
     pa.field("note", pa.string()),
     pa.field("code_fingerprint", pa.string()),  # of every row the value uses and the code
+    # the metric computed seed by seed: mean, 95% t-interval (NaN below 2 seeds), seeds counted
+    pa.field("seed_mean", pa.float64()),
+    pa.field("ci95_low", pa.float64()),
+    pa.field("ci95_high", pa.float64()),
+    pa.field("n_seeds", pa.int64()),
+])
+
+# Per cell x condition x severity and per seed-dependent quantity of metrics.parquet: the mean
+# over seeds with its 95% t-interval (results/summary.parquet, bibench.metrics.seeds).
+SCHEMAS["summary"] = pa.schema([
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("arch", pa.string(), nullable=False),
+    pa.field("algorithm", pa.string(), nullable=False),
+    pa.field("condition", pa.string(), nullable=False),
+    pa.field("severity", pa.int64(), nullable=False),
+    pa.field("quantity", pa.string(), nullable=False),
+    pa.field("mean", pa.float64()),
+    pa.field("ci95_low", pa.float64()),  # NaN with fewer than two seeds
+    pa.field("ci95_high", pa.float64()),
+    pa.field("n_seeds", pa.int64()),
 ])
 
 # One row per cell and condition: the table users read (results/metrics.parquet).

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -439,9 +440,11 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
     from bibench.latency.devices import measure_cell
 
     exports = read_table(export_table, "export").set_index("form")
-    rows = measure_cell(
-        algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
-        exports=exports, settings=settings, max_threads=threads)
+    with tempfile.TemporaryDirectory(prefix="bibench-reference-") as workdir:
+        rows = measure_cell(
+            algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
+            exports=exports, settings=settings, max_threads=threads, arch=arch,
+            workdir=workdir)
     prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1, code=code).items()
             if k not in ("threads", "precision", "device", "device_model")}
     out = [{**_cell(task, arch, algorithm, seed), **r, "device_model": r["cpu_model"], **prov}
@@ -456,13 +459,15 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
 def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
               eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
               complexity_tables: list[str], sensitivity_tables: list[str], metrics: str,
-              tracks: str, hardware: str, code: str) -> None:
+              tracks: str, hardware: str, summary: str, code: str) -> None:
     """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
-    every latency measurement into results/latency.parquet, and compute the tracks' metrics
-    into results/tracks.parquet."""
+    its mean over seeds with 95% intervals into results/summary.parquet, every latency
+    measurement into results/latency.parquet, and compute the tracks' metrics into
+    results/tracks.parquet."""
     from bibench.cache import combine
     from bibench.metrics.aggregate import build_metrics, latency_table, sensitivity_table
-    from bibench.metrics.tracks import compute_tracks
+    from bibench.metrics.seeds import seed_summary
+    from bibench.metrics.tracks import compute_tracks_over_seeds
 
     start = time.perf_counter()
     lat = latency_table(latency_tables)
@@ -471,11 +476,12 @@ def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_table
                           complexity_tables=complexity_tables, code=code)
     sensitivity = sensitivity_table(sensitivity_tables)
     write_table(frame, metrics, "metrics")
+    write_table(seed_summary(frame), summary, "summary")
     write_table(lat, hardware, "latency")
-    summary = compute_tracks(frame, sensitivity, lat)
-    summary["code_fingerprint"] = combine(
+    track_rows = compute_tracks_over_seeds(frame, sensitivity, lat)
+    track_rows["code_fingerprint"] = combine(
         [*frame["code_fingerprint"], *sensitivity["code_fingerprint"], code])
-    write_table(summary, tracks, "tracks")
+    write_table(track_rows, tracks, "tracks")
     log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
              time.perf_counter() - start)
 
@@ -495,10 +501,12 @@ def download_dataset(*, name: str, manifest: str) -> None:
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
-def report(*, metrics: str, tracks: str, hardware: str, sensitivity_tables: list[str],
-           html: str) -> None:
-    """Render results/report.html from the metrics, tracks, latency and sensitivity tables."""
-    from bibench.metrics.aggregate import sensitivity_table
+def report(*, metrics: str, tracks: str, hardware: str, summary: str,
+           sensitivity_tables: list[str], train_tables: list[str], html: str) -> None:
+    """Render results/report.html from the metrics, seed summary, tracks, latency, sensitivity
+    and training tables."""
+    from bibench.metrics.aggregate import sensitivity_table, training_curves
     from bibench.report import render_report
 
-    render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html)
+    render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html,
+                  summary_path=summary, train=training_curves(train_tables))

@@ -145,5 +145,7 @@ def workflow_copy(tmp_path: Path) -> Workflow:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     """The whole chain run once on the tiny grid; tests only read or dry-run it."""
     wf = Workflow(tmp_path_factory.mktemp("tiny") / "wf")
-    wf.snakemake("results/report.html")
+    # two seeds: 38 jobs; on a shared, loaded 2-core host the run took 14-15 min, near the
+    # default 900 s meant to catch hangs
+    wf.snakemake("results/report.html", timeout=1800)
     return wf

@@ -95,3 +95,84 @@ def test_models_alternate_in_blocks_of_runs_each_after_untimed_ones():
     assert after_warmup == ("a" * 13 + "b" * 13) * 2 + "a" * 8 + "b" * 8
     with pytest.raises(ValueError, match="block"):
         time_interleaved([lambda: None], warmup=0, repeats=5, block=0)
+
+
+# --------------------------------------------------------------------------- what decides a number
+
+AVX512_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512bw avx512_vpopcntdq\n"
+
+
+def test_isa_features_name_what_the_binary_kernel_uses():
+    from bibench.latency.timing import isa_features
+
+    assert isa_features(AVX512_FLAGS) == "avx2 avx512f avx512_vpopcntdq"
+    assert isa_features("flags : fpu sse2 avx avx2 fma\n") == "avx2"
+    assert isa_features("flags : fpu sse2\n") == "none of avx2, avx512f, avx512_vpopcntdq"
+    assert isa_features("Features : fp asimd evtstrm\nHardware : BCM2835\n") == "unknown"
+
+
+@pytest.mark.parametrize(("arch", "binary_convs"), [("resnet20", 18), ("resnet18", 16)])
+def test_reference_runs_one_binary_convolution_per_3x3_conv(tmp_path, arch, binary_convs):
+    from bibench.latency.reference import write_reference
+    from bibench.latency.timing import count_binary_convolutions, openvino_compile
+    from bibench.models import get_architecture
+
+    path = write_reference(tmp_path / "ref.xml", arch, (1, 28, 28), 10)
+    assert count_binary_convolutions(openvino_compile(path, 1)) == binary_convs
+    # float 1x1 shortcuts, as the architecture's policy keeps them
+    assert "*.shortcut.*" in get_architecture(arch).keep_fp
+
+
+def test_reference_is_refused_where_no_architecture_matches(tmp_path):
+    from bibench.latency.reference import reference_note, write_reference
+
+    assert reference_note("resnet18") == ""
+    assert "no hand-built reference for pointnet" in reference_note("pointnet")
+    with pytest.raises(ValueError, match="no hand-built reference for vgg_small"):
+        write_reference(tmp_path / "ref.xml", "vgg_small", (3, 32, 32), 10)
+
+
+@pytest.fixture(scope="module")
+def resnet20_files(tmp_path_factory):
+    """A ResNet-20-shaped FP32 ONNX and, standing in for the cell's binary form, a reference IR
+    built with another seed."""
+    from bibench.latency.reference import write_reference
+
+    d = tmp_path_factory.mktemp("r20")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(16, 10)).eval()
+    export_onnx(net, torch.randn(1, 1, 28, 28), d / "fp32.onnx")
+    (d / "cell").mkdir()
+    write_reference(d / "cell" / "model.xml", "resnet20", (1, 28, 28), 10, seed=1)
+    return d
+
+
+def test_binary_rows_time_the_reference_in_the_same_window(resnet20_files, tmp_path):
+    d = resnet20_files
+    settings = {**SETTINGS, "threads": [1]}
+    rows = measure_cell(algorithm="bnn", onnx=d / "fp32.onnx", openvino_dir=d / "cell",
+                        fp32_onnx=d / "fp32.onnx", exports=_exports("ok"), settings=settings,
+                        max_threads=1, arch="resnet20", workdir=tmp_path)
+    by_engine = {r["engine"]: r for r in rows}
+    binary = by_engine["openvino_binary"]
+    assert binary["status"] == "ok" and binary["reference_status"] == "ok"
+    assert binary["reference_median_ms"] > 0
+    assert binary["reference_speedup_vs_fp32"] == pytest.approx(
+        binary["fp32_median_ms"] / binary["reference_median_ms"])
+    assert binary["cpu_isa"] and binary["engine_version"].startswith("openvino 20")
+    assert by_engine["onnxruntime"]["engine_version"].startswith("onnxruntime 1.")
+    for engine in ("onnxruntime", "openvino_fp32"):
+        assert by_engine[engine]["reference_status"] == "not applicable: float engine"
+        assert math.isnan(by_engine[engine]["reference_median_ms"])
+
+
+def test_binary_rows_say_when_no_reference_applies(resnet20_files, tmp_path):
+    d = resnet20_files
+    settings = {**SETTINGS, "threads": [1],
+                "devices": {"here": {"kind": "local", "engines": ["openvino_binary"]}}}
+    rows = measure_cell(algorithm="bnn", onnx=d / "fp32.onnx", openvino_dir=d / "cell",
+                        fp32_onnx=d / "fp32.onnx", exports=_exports("ok"), settings=settings,
+                        max_threads=1, arch="vgg_small", workdir=tmp_path)
+    assert rows[0]["status"] == "ok" and math.isnan(rows[0]["reference_median_ms"])
+    assert rows[0]["reference_status"].startswith("no hand-built reference for vgg_small")

@@ -38,7 +38,7 @@ def test_chain_produces_every_cell_and_report(tiny_run):
     per_task = {"mnist": 1 + 2, "digits": 1 + 1}
     for task, n_conditions in per_task.items():
         rows = metrics[metrics["task"] == task]
-        assert len(rows) == n_conditions * len(TINY["algorithms"])
+        assert len(rows) == n_conditions * len(TINY["algorithms"]) * len(TINY["seeds"])
         assert set(rows["algorithm"]) == set(TINY["algorithms"])
     assert metrics["embedded"].all()
     assert (metrics["train_status"] == "ok").all()
@@ -61,6 +61,49 @@ def test_chain_produces_every_cell_and_report(tiny_run):
     assert "Sensitivity to training settings" in html  # the figure of the grid
     assert "Hardware inference" in html
     assert "Deployability on the binary engine" in html
+
+
+def test_report_opens_in_a_browser_with_every_figure_and_table(tiny_run):
+    """Headless Chromium: no console error, every image decodes, the overview figure and every
+    table are there, and nothing is fetched from elsewhere (one self-contained file)."""
+    import re
+
+    from browser import chromium, open_page
+
+    if chromium() is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's 'chromium')")
+    html_path = tiny_run.root / "results" / "report.html"
+    html = html_path.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html), "external resource"
+    assert "<link" not in html
+    view = open_page(html_path)
+    assert view.console == [], view.console
+    assert view.images and all(img["ok"] for img in view.images), view.images
+    assert any(img["alt"].startswith("Overall metric of each track") for img in view.images)
+    dom = view.dom
+    assert 'id="overview-figure"' in dom and re.search(r'<ul id="findings">\s*<li>', dom)
+    for table_id in ("accuracy-tracks", "efficiency-tracks", "deployability"):
+        assert f'id="{table_id}"' in dom, table_id
+    n_tasks = len(TINY["tasks"])
+    assert dom.count('class="task-table"') == n_tasks
+    assert dom.count('class="sortable cells-table"') == n_tasks
+    assert dom.count('class="sortable raw-table"') == n_tasks
+    assert dom.count('class="reference-table"') == 1 and dom.count('class="latency-table"') == 1
+    # training curves per task, robustness per task, the sensitivity grid: figures
+    alts = [img["alt"] for img in view.images]
+    assert sum("training curves" in a for a in alts) == n_tasks
+    assert sum("per corruption and severity" in a for a in alts) == n_tasks
+
+
+def test_report_shows_seeds_paper_and_reference(tiny_run):
+    html = (tiny_run.root / "results" / "report.html").read_text()
+    assert "mean over 2 seeds ± the half-width of its 95% confidence interval" in html
+    assert " ± " in html
+    # the paper's number beside ours, from the row the task stands for
+    assert "Table 7, row CIFAR10 ResNet20" in html and "paper 91.99" in html
+    assert "embedded stand-in for CIFAR-10" in html
+    assert "algorithm differences are larger than their 95% intervals" in html
+    assert "reference (x over FP32)" in html and "ISA features" in html
 
 
 def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
@@ -128,6 +171,30 @@ def test_latency_rows_cover_every_engine_and_the_binary_one_executes(tiny_run):
     binary = bnn[bnn["engine"] == "openvino_binary"]
     assert (binary["n_binary_conv"] > 0).all() and (binary["precision"] == "binary").all()
     assert latency["cpu_model"].str.len().gt(0).all()
+    assert latency["cpu_isa"].str.len().gt(0).all()
+    assert latency["engine_version"].str.match(r"(onnxruntime|openvino) \d").all()
+    # the hand-built ResNet-20 reference, timed beside every binary-engine row
+    assert (binary["reference_status"] == "ok").all()
+    assert (binary["reference_speedup_vs_fp32"] > 1).all()
+    floats = latency[latency["engine"] != "openvino_binary"]
+    assert (floats["reference_status"] == "not applicable: float engine").all()
+
+
+def test_summary_has_the_mean_and_interval_over_both_seeds(tiny_run):
+    results = tiny_run.root / "results"
+    summary = read_table(results / "summary.parquet", "summary")
+    clean = summary[(summary["condition"] == "clean") & (summary["quantity"] == "value")]
+    assert (clean["n_seeds"] == len(TINY["seeds"])).all()
+    assert (clean["ci95_low"] <= clean["mean"]).all()
+    assert (clean["mean"] <= clean["ci95_high"]).all()
+    metrics = read_table(results / "metrics.parquet", "metrics")
+    bnn = metrics[(metrics["algorithm"] == "bnn") & (metrics["task"] == "mnist")
+                  & (metrics["condition"] == "clean")]
+    row = clean[(clean["algorithm"] == "bnn") & (clean["task"] == "mnist")].iloc[0]
+    assert row["mean"] == pytest.approx(bnn["value"].mean())
+    tracks = read_table(results / "tracks.parquet", "tracks")
+    om = tracks[(tracks["algorithm"] == "bnn") & (tracks["metric"] == "OM_task")].iloc[0]
+    assert om["n_seeds"] == len(TINY["seeds"]) and om["ci95_low"] <= om["seed_mean"]
 
 
 # --------------------------------------------------------------------------- rerun semantics

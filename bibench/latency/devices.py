@@ -16,7 +16,16 @@ import pandas as pd
 
 from bibench.catalog import FP32
 from bibench.config import remote_spec
-from bibench.latency.timing import Timing, cpu_model, example_input, time_onnxruntime
+from bibench.latency.reference import reference_note, write_reference
+from bibench.latency.timing import (
+    Timing,
+    cpu_model,
+    engine_version,
+    example_input,
+    isa_features,
+    ort_session,
+    time_onnxruntime,
+)
 
 # The file each engine runs (a form of bibench.export.onnx) and its arithmetic.
 ENGINE_FORMS = {"onnxruntime": "onnx", "openvino_fp32": "onnx",
@@ -71,13 +80,32 @@ def _time_remote(name: str, device: dict[str, Any], engine: str, paths: list[Pat
                       batch_size=settings["batch_size"])
 
 
-def _remote_cpu(name: str, device: dict[str, Any]) -> str:
-    from bibench.latency.remote import remote_cpu_model
+def _cpu(name: str, device: dict[str, Any]) -> tuple[str, str]:
+    """(CPU model, ISA features the binary kernels depend on) of a device."""
+    if device["kind"] == "local":
+        return cpu_model(), isa_features()
+    from bibench.latency.remote import remote_cpu_info
 
     try:
-        return remote_cpu_model(remote_spec(name, device))
+        return remote_cpu_info(remote_spec(name, device))
     except Exception as err:  # noqa: BLE001  the timing rows will carry the failure
-        return f"unknown ({type(err).__name__})"
+        return f"unknown ({type(err).__name__})", "unknown"
+
+
+def _engine_version(engine: str, device: dict[str, Any]) -> str:
+    if device["kind"] != "local":
+        return "unknown (remote board)"
+    return engine_version(engine)
+
+
+def reference_model(arch: str, fp32_onnx: Path, example: Any, workdir: Path) -> Path | None:
+    """The hand-built reference IR of the architecture (bibench.latency.reference) shaped as the
+    cell's input and output, or None where no reference exists for it."""
+    if reference_note(arch) or example.ndim != 4:
+        return None
+    classes = ort_session(fp32_onnx).get_outputs()[0].shape[-1]
+    return write_reference(workdir / "reference.xml", arch, tuple(example.shape[1:]),
+                           int(classes))
 
 
 def _form_status(exports: pd.DataFrame, form: str) -> str:
@@ -86,70 +114,108 @@ def _form_status(exports: pd.DataFrame, form: str) -> str:
     return str(exports.loc[form, "status"])
 
 
+def _reference_status(engine: str, device: dict[str, Any], arch: str, status: str,
+                      reference: Path | None) -> str:
+    """Whether a row times the hand-built reference beside the cell, and if not, why."""
+    if engine != "openvino_binary":
+        return "not applicable: float engine"
+    if device["kind"] != "local":
+        return "not timed on remote devices"
+    if reference is None:
+        return reference_note(arch) or "no reference for this input shape"
+    return "ok" if status == "ok" else "not timed: the cell was not timed"
+
+
+def _time_row(name: str, device: dict[str, Any], engine: str, paths: list[Path], example: Any,
+              threads: int, settings: dict[str, Any]) -> tuple[list[Timing], int, str]:
+    """(timings of `paths` in one window, BinaryConvolution layers executed, row status)."""
+    try:
+        if device["kind"] == "local":
+            timings, executed = _time_local(engine, paths, example, threads, settings)
+        else:
+            timings, executed = _time_remote(name, device, engine, paths, threads, settings), -1
+    except Exception as err:  # noqa: BLE001  a row with the reason
+        return [], -1, f"failed: {type(err).__name__}: {err}"[:500]
+    if engine == "openvino_binary" and executed == 0:
+        return timings, executed, ("failed: the compiled model runs no BinaryConvolution "
+                                   "(float fallback)")
+    return timings, executed, "ok"
+
+
+def _stored_bytes(form: str, model: Path, exports: pd.DataFrame) -> int:
+    if form == "onnx":  # float weights: the file is the storage
+        return model.stat().st_size
+    # the engine's own file, as the export job measured it
+    return int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
+
+
 def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                  fp32_onnx: str | Path, exports: pd.DataFrame, settings: dict[str, Any],
-                 max_threads: int) -> list[dict[str, Any]]:
+                 max_threads: int, arch: str = "", workdir: str | Path | None = None
+                 ) -> list[dict[str, Any]]:
     """Latency rows of one cell: every configured device x engine x thread count.
 
     `exports` is the cell's export table indexed by form: it says which forms exist and
-    whether they agreed with PyTorch or deploy at all.
+    whether they agreed with PyTorch or deploy at all. Binary-engine rows also time the
+    architecture's hand-built reference (written under `workdir`) in the same window.
     """
     onnx, fp32_onnx = Path(onnx), Path(fp32_onnx)
     # the IR holds explicit BinaryConvolution with 1-bit weights: the file to deploy and time
     files = {"onnx": onnx, "openvino_binary": Path(openvino_dir) / "model.xml"}
-    fp32_bytes = fp32_onnx.stat().st_size
     example = example_input(onnx, settings["batch_size"])
+    reference = None
+    if workdir is not None and algorithm != FP32 and any(
+            "openvino_binary" in d["engines"] for d in settings["devices"].values()):
+        reference = reference_model(arch, fp32_onnx, example, Path(workdir))
     rows = []
     for name, device in settings["devices"].items():
-        cpu = cpu_model() if device["kind"] == "local" else _remote_cpu(name, device)
+        cpu, isa = _cpu(name, device)
         for engine in device["engines"]:
             if engine == "openvino_binary" and algorithm == FP32:
                 continue  # nothing binary to time: the FP32 model is the baseline itself
             form = ENGINE_FORMS[engine]
             status = _form_status(exports, form)
-            if form == "onnx":  # float weights: the file is the storage
-                stored = onnx.stat().st_size
-            else:  # the engine's own file, as the export job measured it
-                stored = int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
+            ref_status = _reference_status(engine, device, arch, status, reference)
             paths = [files[form]] if algorithm == FP32 else [files[form], fp32_onnx]
+            if ref_status == "ok":
+                paths.insert(1, reference)
             for threads in thread_counts(device, settings, max_threads):
-                own, fp32, executed, row_status = _time_engine(
-                    name, device, engine, paths, example, threads, settings, status)
-                rows.append({
-                    "device_name": name, "device_kind": device["kind"], "engine": engine,
-                    "status": row_status,
-                    "cpu_model": cpu,
-                    "batch_size": settings["batch_size"], "warmup": settings["warmup"],
-                    "repeats": own.repeats, "median_ms": own.median_ms, "p10_ms": own.p10_ms,
-                    "p90_ms": own.p90_ms, "fp32_median_ms": fp32.median_ms,
-                    "fp32_p10_ms": fp32.p10_ms, "fp32_p90_ms": fp32.p90_ms,
-                    "speedup_vs_fp32": fp32.median_ms / own.median_ms
-                    if row_status == "ok" and own.median_ms > 0 else _NAN,
-                    "n_binary_conv": executed, "model_bytes": stored, "fp32_bytes": fp32_bytes,
-                    "storage_saving": fp32_bytes / stored if stored > 0 else _NAN,
-                    "device": name, "precision": ENGINE_PRECISION[engine], "threads": threads,
-                })
+                timings, executed, row_status = [], -1, status
+                if status == "ok":
+                    timings, executed, row_status = _time_row(name, device, engine, paths,
+                                                              example, threads, settings)
+                rows.append(_row(
+                    timings, row_status, ref_status, executed, settings,
+                    stored=_stored_bytes(form, files[form], exports),
+                    fp32_bytes=fp32_onnx.stat().st_size,
+                    device_name=name, device_kind=device["kind"], engine=engine,
+                    cpu_model=cpu, cpu_isa=isa, engine_version=_engine_version(engine, device),
+                    device=name, precision=ENGINE_PRECISION[engine], threads=threads))
     return rows
 
 
-def _time_engine(name: str, device: dict[str, Any], engine: str, paths: list[Path],
-                 example: Any, threads: int, settings: dict[str, Any], status: str
-                 ) -> tuple[Timing, Timing, int, str]:
-    """(the model's timing, the FP32 model's, BinaryConvolution count, row status) of one
-    device x engine x thread count; a form that is not ok, or a failed run, is a row with
-    its reason and NaN timings."""
-    own = fp32 = Timing(_NAN, _NAN, _NAN, 0)
-    executed = -1
-    if status != "ok":
-        return own, fp32, executed, status
-    try:
-        if device["kind"] == "local":
-            timings, executed = _time_local(engine, paths, example, threads, settings)
-        else:
-            timings = _time_remote(name, device, engine, paths, threads, settings)
-        own, fp32 = timings[0], timings[-1]
-    except Exception as err:  # noqa: BLE001  a row with the reason
-        status = f"failed: {type(err).__name__}: {err}"[:500]
-    if engine == "openvino_binary" and executed == 0:
-        status = "failed: the compiled model runs no BinaryConvolution (float fallback)"
-    return own, fp32, executed, status
+def _row(timings: list[Timing], status: str, ref_status: str, executed: int,
+         settings: dict[str, Any], *, stored: int, fp32_bytes: int, **facts: Any
+         ) -> dict[str, Any]:
+    """One latency row: the cell's timing, the FP32 model's (last) and the reference's."""
+    missing = Timing(_NAN, _NAN, _NAN, 0)
+    ok = status == "ok" and len(timings) > 0
+    own = timings[0] if ok else missing
+    fp32 = timings[-1] if ok else missing
+    ref = timings[1] if ok and ref_status == "ok" else missing
+    if ref_status == "ok" and not ok:
+        ref_status = f"not timed: {status}"
+    return {
+        **facts, "status": status,
+        "batch_size": settings["batch_size"], "warmup": settings["warmup"],
+        "repeats": own.repeats, "median_ms": own.median_ms, "p10_ms": own.p10_ms,
+        "p90_ms": own.p90_ms, "fp32_median_ms": fp32.median_ms,
+        "fp32_p10_ms": fp32.p10_ms, "fp32_p90_ms": fp32.p90_ms,
+        "speedup_vs_fp32": fp32.median_ms / own.median_ms
+        if ok and own.median_ms > 0 else _NAN,
+        "reference_status": ref_status, "reference_median_ms": ref.median_ms,
+        "reference_speedup_vs_fp32": fp32.median_ms / ref.median_ms
+        if ref.median_ms > 0 else _NAN,
+        "n_binary_conv": executed, "model_bytes": stored, "fp32_bytes": fp32_bytes,
+        "storage_saving": fp32_bytes / stored if stored > 0 else _NAN,
+    }

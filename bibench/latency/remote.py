@@ -395,6 +395,14 @@ def _timing(device: str, model: str, row: dict[str, float]) -> Timing:
 def remote_cpu_model(spec: Mapping[str, Any]) -> str:
     """The device's CPU name, as bibench.latency.cpu_model reads it locally; ARM boards often
     lack 'model name', so their board 'Model' line, then the machine type, stand in."""
+    return remote_cpu_info(spec)[0]
+
+
+def remote_cpu_info(spec: Mapping[str, Any]) -> tuple[str, str]:
+    """(CPU name as remote_cpu_model reads it, ISA features as bibench.latency.isa_features
+    reads them from the board's /proc/cpuinfo: 'unknown' where it has no flags line)."""
+    from bibench.latency.timing import isa_features
+
     validate_device(spec)
     ssh = _Ssh({**DEFAULTS, **spec})
     out = ssh.run("cat /proc/cpuinfo 2>/dev/null; echo; uname -m", what="reading the CPU model")
@@ -403,8 +411,9 @@ def remote_cpu_model(spec: Mapping[str, Any]) -> str:
         key, sep, value = line.partition(":")
         if sep and value.strip():
             fields.setdefault(key.strip().lower(), value.strip())
+    isa = isa_features(out)
     for key in ("model name", "model", "hardware"):
         if key in fields:
-            return fields[key]
+            return fields[key], isa
     lines = [line.strip() for line in out.splitlines() if line.strip()]
-    return lines[-1] if lines else "unknown"
+    return (lines[-1] if lines else "unknown"), isa

@@ -59,6 +59,41 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# CPU features the binary kernels depend on: OpenVINO's BinaryConvolution runs xnor-popcount
+# on AVX2, and much faster with AVX-512F and the VPOPCNTDQ vector popcount (4.4x vs 11-12x
+# for the same pipeline, docs/deployment.md).
+ISA_FEATURES = ("avx2", "avx512f", "avx512_vpopcntdq")
+
+
+def isa_features(cpuinfo: str | None = None) -> str:
+    """Which of ISA_FEATURES the CPU has, from /proc/cpuinfo's flags line (the local file when
+    `cpuinfo` is None): e.g. 'avx2 avx512f', 'none of avx2, avx512f, avx512_vpopcntdq', or
+    'unknown' where no flags line is found (not Linux, ARM boards)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown"
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            flags = set(value.split())
+            present = [f for f in ISA_FEATURES if f in flags]
+            return " ".join(present) if present else f"none of {', '.join(ISA_FEATURES)}"
+    return "unknown"
+
+
+def engine_version(engine: str) -> str:
+    """The version of the library behind an engine name (onnxruntime, openvino_*)."""
+    if engine == "onnxruntime":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    if engine.startswith("openvino"):
+        return f"openvino {openvino_module().get_version()}"
+    raise ValueError(f"unknown engine {engine!r}")
+
+
 def summarize_ns(samples_ns: list[int]) -> Timing:
     """Median and p10/p90 of per-run times in nanoseconds."""
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6

@@ -50,6 +50,11 @@ def sensitivity_table(paths: list[str]) -> pd.DataFrame:
     return _concat(paths, "sensitivity", allow_empty=True)
 
 
+def training_curves(paths: list[str]) -> pd.DataFrame:
+    """Every epoch of every training run (pretraining for FP32 cells, finetuning otherwise)."""
+    return _concat(paths, "train", allow_empty=True)
+
+
 def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
     """Per cell: wall time of its own training run, final status, training provenance."""
     last = train.groupby(KEY, as_index=False).last()

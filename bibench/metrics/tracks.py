@@ -223,6 +223,26 @@ def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = Non
                                        "inputs", "excluded", "note"])
 
 
+def compute_tracks_over_seeds(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = None,
+                              latency: pd.DataFrame | None = None) -> pd.DataFrame:
+    """compute_tracks over all seeds (`value`, the paper's definition), plus each metric computed
+    seed by seed: its mean, 95% t-interval and the number of seeds with a value."""
+    from bibench.metrics.seeds import mean_ci
+
+    pooled = compute_tracks(metrics, sensitivity, latency)
+    per_seed = []
+    for seed in sorted(metrics["seed"].unique()):
+        grid = None if sensitivity is None else sensitivity[sensitivity["seed"] == seed]
+        lat = None if latency is None else latency[latency["seed"] == seed]
+        per_seed.append(compute_tracks(metrics[metrics["seed"] == seed], grid, lat))
+    values = pd.concat(per_seed).groupby(["algorithm", "track", "metric"])["value"].apply(list)
+    stats = [mean_ci(values.get(tuple(k), [])) for k in
+             pooled[["algorithm", "track", "metric"]].itertuples(index=False)]
+    for i, name in enumerate(("seed_mean", "ci95_low", "ci95_high", "n_seeds")):
+        pooled[name] = [s[i] for s in stats]
+    return pooled
+
+
 def best_and_worst(values: dict[str, float], higher_is_better: bool = True
                    ) -> tuple[set[str], set[str]]:
     """Algorithms holding the best and the worst value of a row (NaN ignored)."""

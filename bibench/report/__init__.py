@@ -9,85 +9,16 @@ import jinja2
 import pandas as pd
 
 import bibench
-from bibench.catalog import FP32
 from bibench.io import atomic_write, read_table
-from bibench.report.common import algorithm_order, png, pyplot
+from bibench.metrics.seeds import mean_ci
+from bibench.report.common import algorithm_order, png, pyplot, seeds_note, stats_index
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per task x arch x algorithm (mean over seeds) with the headline numbers."""
-    clean = metrics[metrics["condition"] == "clean"]
-    corrupted = metrics[metrics["condition"] != "clean"]
-    keys = ["task", "arch", "algorithm"]
-    table = clean.groupby(keys, as_index=False).agg(
-        stands_in_for=("stands_in_for", "first"), embedded=("embedded", "first"),
-        metric=("metric", "first"), clean=("value", "mean"),
-        relative=("relative_to_fp32", "mean"), status=("train_status", "last"),
-        train_s=("train_wall_seconds", "mean"), compression=("compression_ratio", "first"),
-        speedup=("speedup_ratio", "first"), onnx_agreement=("onnx_argmax_agreement", "mean"),
-        latency_ms=("latency_median_ms", "mean"), latency_speedup=("latency_speedup_vs_fp32",
-                                                                   "mean"),
-        latency_engine=("latency_engine", "first"), storage=("storage_saving", "mean"),
-        seeds=("seed", "nunique"),
-    )
-    if not corrupted.empty:
-        corr = corrupted.groupby(keys, as_index=False)["value"].mean()
-        table = table.merge(corr.rename(columns={"value": "corrupted"}), on=keys, how="left")
-    else:
-        table["corrupted"] = float("nan")
-    order = {a: i for i, a in enumerate(algorithm_order(table["algorithm"]))}
-    return table.sort_values(["task", "arch", "algorithm"], key=lambda s: s.map(order)
-                             if s.name == "algorithm" else s).reset_index(drop=True)
-
-
-def task_tables(summary: pd.DataFrame) -> list[dict]:
-    """Per task, the paper's Tables 7-9 layout: a row per architecture, FP32 then a column per
-    algorithm, holding the clean task metric (x100) of the cell (mean over seeds)."""
-    tables = []
-    for task, group in summary.groupby("task", sort=True):
-        algorithms = algorithm_order(group["algorithm"])
-        rows = []
-        for arch, by_arch in group.groupby("arch", sort=True):
-            values = dict(zip(by_arch["algorithm"], by_arch["clean"], strict=True))
-            status = dict(zip(by_arch["algorithm"], by_arch["status"], strict=True))
-            rows.append({"arch": arch, "cells": [
-                {"value": values.get(a), "status": status.get(a, "missing")} for a in algorithms
-            ]})
-        first = group.iloc[0]
-        tables.append({"task": task, "metric": first["metric"], "embedded": bool(first["embedded"]),
-                       "stands_in_for": first["stands_in_for"], "algorithms": algorithms,
-                       "rows": rows})
-    return tables
-
-
-def corruption_figure(metrics: pd.DataFrame) -> list[dict[str, str]]:
-    """Accuracy against severity, one panel per (task, arch, corruption)."""
-    plt = pyplot()
-    figures = []
-    corrupted = metrics[metrics["condition"] != "clean"]
-    for (task, arch, condition), group in corrupted.groupby(["task", "arch", "condition"]):
-        clean = metrics[(metrics["condition"] == "clean") & (metrics["task"] == task)
-                        & (metrics["arch"] == arch)]
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for algo in algorithm_order(group["algorithm"]):
-            g = pd.concat([clean[clean["algorithm"] == algo], group[group["algorithm"] == algo]])
-            curve = g.groupby("severity")["value"].mean()
-            ax.plot(curve.index, curve.values, marker="o", label=algo,
-                    linewidth=2.5 if algo == FP32 else 1.5)
-        ax.set_xlabel(f"{condition} severity (0 = clean)")
-        ax.set_ylabel(group["metric"].iloc[0])
-        ax.set_title(f"{task} / {arch}: {condition}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
-        figures.append({"title": f"{task} / {arch}: accuracy under {condition}", "src": png(fig)})
-    return figures
-
-
 def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
-    """Task metric per training setting and algorithm (paper Figure 2), mean and spread over
-    seeds; one panel per (task, arch)."""
+    """Task metric per training setting and algorithm (paper Figure 2), mean over seeds with
+    its 95% interval (none with one seed); one panel per (task, arch)."""
     plt = pyplot()
     figures = []
     for (task, arch), group in grid.groupby(["task", "arch"]):
@@ -97,9 +28,10 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
         width = 0.8 / max(1, len(algorithms))
         for i, algo in enumerate(algorithms):
             runs = group[group["algorithm"] == algo]
-            stats = runs.groupby("setting")["value"].agg(["mean", "std"]).reindex(settings)
+            stats = [mean_ci(runs[runs["setting"] == s]["value"]) for s in settings]
             xs = [j + (i - (len(algorithms) - 1) / 2) * width for j in range(len(settings))]
-            ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), fmt="o", ms=4,
+            ax.errorbar(xs, [m for m, *_ in stats],
+                        yerr=[0.0 if h != h else h - m for m, _, h, _ in stats], fmt="o", ms=4,
                         capsize=2, label=algo)
         ax.set_xticks(range(len(settings)), settings, rotation=20, fontsize=8)
         ax.set_ylabel(group["metric"].iloc[0])
@@ -107,38 +39,61 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=3)
         figures.append({"title": f"{task} / {arch}: metric per training setting "
-                                 "(mean and std over seeds)", "src": png(fig)})
+                                 "(mean over seeds, 95% interval)", "src": png(fig)})
     return figures
 
 
 def render_report(metrics_path: str | Path, tracks_path: str | Path,
                   latency_path: str | Path, sensitivity: pd.DataFrame,
-                  html_path: str | Path) -> None:
-    from bibench.report.hardware import deployability, latency_tables, speedup_figures
-    from bibench.report.summary_tables import ACCURACY_TRACKS, EFFICIENCY_TRACKS
-    from bibench.report.summary_tables import summary_table as track_table
+                  html_path: str | Path, *, summary_path: str | Path | None = None,
+                  train: pd.DataFrame | None = None) -> None:
+    """results/report.html: overview first (figure and computed findings), then the paper's
+    summary tables, the per-task tables beside the paper, figures, hardware, every cell."""
+    from bibench.metrics.seeds import seed_summary
 
     metrics = read_table(metrics_path, "metrics")
     tracks = read_table(tracks_path, "tracks")
     latency = read_table(latency_path, "latency")
-    table = summary_table(metrics)
+    summary = (read_table(summary_path, "summary") if summary_path is not None
+               else seed_summary(metrics))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        version=bibench.__version__,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        config_hash=metrics["config_hash"].iloc[0],
-        embedded=table[table["embedded"]][["task", "stands_in_for"]].drop_duplicates()
-        .to_dict("records"),
-        rows=table.to_dict("records"),
-        task_tables=task_tables(table),
-        figures=corruption_figure(metrics),
-        accuracy_table=track_table(tracks, ACCURACY_TRACKS),
-        efficiency_table=track_table(tracks, EFFICIENCY_TRACKS),
-        sensitivity_figures=sensitivity_figure(sensitivity),
-        latency_tables=latency_tables(latency),
-        deployability=deployability(latency),
-        speedup_figures=speedup_figures(latency),
-        failed=table[table["status"] != "ok"].to_dict("records"),
-    )
+        **_context(metrics, tracks, latency, summary, sensitivity, train))
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(html))
+
+
+def _context(metrics: pd.DataFrame, tracks: pd.DataFrame, latency: pd.DataFrame,
+             summary: pd.DataFrame, sensitivity: pd.DataFrame, train: pd.DataFrame | None
+             ) -> dict:
+    """Everything the template shows, computed from the tables."""
+    from bibench.report import cells, hardware, overview
+    from bibench.report.summary_tables import ACCURACY_TRACKS, EFFICIENCY_TRACKS
+    from bibench.report.summary_tables import summary_table as track_table
+
+    stats = stats_index(summary)
+    n_seeds = int(metrics["seed"].nunique())
+    stands_in = dict(zip(metrics["task"], metrics["stands_in_for"], strict=True))
+    embedded = metrics[metrics["embedded"]][["task", "stands_in_for"]].drop_duplicates()
+    return {
+        "version": bibench.__version__,
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "config_hash": metrics["config_hash"].iloc[0],
+        "seeds_note": seeds_note(n_seeds), "n_seeds": n_seeds,
+        "embedded": embedded.to_dict("records"),
+        "overview_figure": overview.overview_figure(tracks),
+        "findings": overview.findings(tracks, latency, stats, metrics),
+        "accuracy_table": track_table(tracks, ACCURACY_TRACKS, stands_in),
+        "efficiency_table": track_table(tracks, EFFICIENCY_TRACKS, stands_in),
+        "task_tables": cells.task_tables(metrics, stats),
+        "training_figures": cells.training_figures(train) if train is not None
+        and len(train) else [],
+        "corruption_figures": cells.corruption_figures(metrics, stats),
+        "sensitivity_figures": sensitivity_figure(sensitivity),
+        "latency_tables": hardware.latency_tables(latency),
+        "reference_tables": hardware.reference_tables(latency),
+        "deployability": hardware.deployability(latency),
+        "speedup_figures": hardware.speedup_figures(latency),
+        "cell_groups": cells.cell_groups(metrics, stats),
+        "shown_columns": cells.shown_columns(),
+    }

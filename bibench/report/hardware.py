@@ -4,10 +4,13 @@ device and thread count. Input: results/latency.parquet (one row per measurement
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.report.common import algorithm_order, png, pyplot
+from bibench.metrics.seeds import mean_ci
+from bibench.report.common import Stat, algorithm_order, png, pyplot
 
 # Paper Table 4: deployable on Larq / daBNN (ARM). Quoted, to compare with what we observe.
 PAPER_DEPLOYABLE = {"bnn": True, "xnor": False, "dorefa": True, "bireal": True,
@@ -19,7 +22,7 @@ ENGINE_TITLES = {"onnxruntime": "onnxruntime (float kernels)",
 
 def latency_tables(latency: pd.DataFrame) -> list[dict]:
     """Per device: rows (threads, task/arch), per engine FP32 ms then one column per algorithm
-    (median over seeds), or the reason a cell was not timed."""
+    (mean ± 95% CI over seeds), or the reason a cell was not timed."""
     tables = []
     for device, dev_rows in latency.groupby("device_name", sort=True):
         engines = [e for e in ENGINE_TITLES if e in set(dev_rows["engine"])]
@@ -32,22 +35,66 @@ def latency_tables(latency: pd.DataFrame) -> list[dict]:
             for engine in engines:
                 mine = part[part["engine"] == engine]
                 fp32 = mine["fp32_median_ms"].dropna()
-                cells = [{"ms": float(fp32.median()) if len(fp32) else float("nan"),
+                cells = [{"ms": _stat(fp32).text(digits=3),
                           "status": "ok" if len(fp32) else "not timed", "speedup": 1.0}]
                 for algo in algorithms:
                     runs = mine[mine["algorithm"] == algo]
                     ok = runs[runs["status"] == "ok"]
                     if len(ok):
-                        cells.append({"ms": float(ok["median_ms"].median()), "status": "ok",
-                                      "speedup": float(ok["speedup_vs_fp32"].median())})
+                        cells.append({"ms": _stat(ok["median_ms"]).text(digits=3),
+                                      "status": "ok",
+                                      "speedup": _stat(ok["speedup_vs_fp32"]).mean})
                     else:
                         status = runs["status"].iloc[0] if len(runs) else "not timed"
                         cells.append({"ms": float("nan"), "status": status,
                                       "speedup": float("nan")})
                 groups.append(cells)
             rows.append({"threads": int(threads), "cell": f"{task}/{arch}", "groups": groups})
-        cpu = dev_rows["cpu_model"].iloc[0]
-        tables.append({"device": device, "cpu_model": cpu, "header": header, "rows": rows})
+        tables.append({"device": device, **device_facts(dev_rows), "header": header,
+                       "rows": rows})
+    return tables
+
+
+def _stat(values: pd.Series) -> Stat:
+    """Mean over seeds with its 95% interval (one value per seed for a given row)."""
+    return Stat(*mean_ci(values))
+
+
+def device_facts(rows: pd.DataFrame) -> dict[str, str]:
+    """What decides a device's numbers: CPU model, its ISA features, engine versions."""
+    versions = sorted(set(rows["engine_version"]))
+    return {"cpu_model": rows["cpu_model"].iloc[0], "cpu_isa": rows["cpu_isa"].iloc[0],
+            "engine_versions": ", ".join(versions)}
+
+
+def reference_tables(latency: pd.DataFrame) -> list[dict]:
+    """Per device: each algorithm's binary-engine speedup over FP32 beside the hand-built
+    reference's (the engine's best case on that CPU, timed in the same window), per thread
+    count and task/arch, or why the reference was not timed."""
+    binary = latency[latency["engine"].isin(BINARY_ENGINES) & (latency["algorithm"] != FP32)]
+    tables = []
+    for device, dev_rows in binary.groupby("device_name", sort=True):
+        algorithms = algorithm_order(dev_rows["algorithm"])
+        rows = []
+        for (threads, task, arch), part in dev_rows.groupby(["threads", "task", "arch"]):
+            timed = part[part["reference_status"] == "ok"]
+            ref = timed["reference_speedup_vs_fp32"]
+            reasons = sorted(set(part["reference_status"]) - {"ok"})
+            cells = []
+            for algo in algorithms:
+                ok = part[(part["algorithm"] == algo) & (part["status"] == "ok")]
+                speedup = _stat(ok["speedup_vs_fp32"])
+                cells.append({"speedup": speedup.text(),
+                              "of_reference": speedup.mean / _stat(ref).mean
+                              if len(ref) and len(ok) else math.nan,
+                              "status": "ok" if len(ok) else "; ".join(sorted(set(
+                                  part[part["algorithm"] == algo]["status"]))) or "not timed"})
+            rows.append({"threads": int(threads), "cell": f"{task}/{arch}",
+                         "reference": _stat(ref).text() if len(ref) else "",
+                         "reference_note": "" if len(ref) else "; ".join(reasons),
+                         "cells": cells})
+        tables.append({"device": device, **device_facts(dev_rows), "algorithms": algorithms,
+                       "rows": rows})
     return tables
 
 

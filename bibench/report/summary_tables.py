@@ -3,9 +3,13 @@ results/tracks.parquet, with the best and worst algorithm of each row marked."""
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from bibench.metrics.tracks import best_and_worst
+from bibench.report.common import Stat
+from bibench.report.paper import spearman, track_row
 
 ACCURACY_TRACKS = ("learning_task", "neural_architecture", "corruption_robustness")
 EFFICIENCY_TRACKS = ("training_consumption", "theoretical_complexity", "hardware_inference")
@@ -18,19 +22,41 @@ TRACK_TITLES = {
 }
 
 
-def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...]) -> dict:
-    """Rows (track, metric) x columns (algorithms) with best/worst flags, for the template."""
+def _paper_for(track: str, metric: str, stands_in: dict[str, str]) -> tuple[dict, str]:
+    """The paper's Table 2-3 values for a tracks.parquet row, and where they come from."""
+    if metric.startswith("relative:") and metric[len("relative:"):] in stands_in:
+        paper = track_row(track, metric, stands_in_for=stands_in[metric[len("relative:"):]])
+    else:
+        paper = track_row(track, metric)
+    if paper.empty:
+        return {}, ""
+    return (dict(zip(paper["algorithm"], paper["value"], strict=True)),
+            f"{paper['table'].iloc[0]}, row {paper['row'].iloc[0]}")
+
+
+def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
+                  stands_in: dict[str, str] | None = None) -> dict:
+    """Rows (track, metric) x columns (algorithms) with best/worst flags, each value as mean ±
+    95% CI over seeds, the paper's number beside it and the rank agreement of the row."""
+    from bibench.report.overview import track_stat
+
     algorithms = sorted(tracks["algorithm"].unique())
     rows = []
     for track in track_names:
         part = tracks[tracks["track"] == track]
         for metric in dict.fromkeys(part["metric"]):  # keep first-seen order
             cells = part[part["metric"] == metric].set_index("algorithm")
-            values = {a: float(cells["value"].get(a, float("nan"))) for a in algorithms}
-            best, worst = best_and_worst(values)
+            stats = {a: track_stat(cells.loc[a]) if a in cells.index else Stat(math.nan)
+                     for a in algorithms}
+            best, worst = best_and_worst({a: s.mean for a, s in stats.items()})
+            paper, source = _paper_for(track, metric, stands_in or {})
+            rho, n = spearman({a: s.mean for a, s in stats.items()}, paper)
             rows.append({
-                "track": TRACK_TITLES[track], "metric": metric,
-                "cells": [{"value": values[a], "best": a in best, "worst": a in worst,
+                "track": TRACK_TITLES[track], "metric": metric, "source": source,
+                "rho": f"{rho:+.2f} (n={n})" if rho == rho else ("n/a" if not paper
+                                                                  else f"n/a (n={n})"),
+                "cells": [{"text": stats[a].text(), "best": a in best, "worst": a in worst,
+                           "paper": paper.get(a, math.nan),
                            "status": cells["status"].get(a, "not measured"),
                            "note": cells["note"].get(a, "")} for a in algorithms],
             })

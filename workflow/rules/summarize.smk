@@ -12,6 +12,7 @@ rule aggregate:
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",
+        summary="results/summary.parquet",
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
@@ -35,7 +36,9 @@ rule report:
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",
+        summary="results/summary.parquet",
         sensitivity_tables=sensitivity_tables,
+        train_tables=train_tables,
     output:
         html=report(
             "results/report.html",

@@ -1,0 +1,179 @@
+"""The report's first screen: one figure of every algorithm across the six tracks (with the
+paper's values beside ours) and findings computed from this run's tables, never written by
+hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pandas as pd
+
+from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.metrics.seeds import separated
+from bibench.report.common import Stat, algorithm_order, png, pyplot
+from bibench.report.paper import track_row
+from bibench.report.summary_tables import TRACK_TITLES
+
+OVERALL = {"learning_task": "OM_task", "neural_architecture": "OM_arch",
+           "corruption_robustness": "OM_robust", "training_consumption": "OM_train",
+           "theoretical_complexity": "OM_comp", "hardware_inference": "OM_infer"}
+
+
+def track_stat(row: pd.Series) -> Stat:
+    """A tracks.parquet row as shown: the mean over seeds with its interval where two or more
+    seeds have a value, else the value over all seeds."""
+    n = int(row["n_seeds"]) if row["n_seeds"] == row["n_seeds"] else 0
+    if n >= 2:
+        return Stat(float(row["seed_mean"]), float(row["ci95_low"]), float(row["ci95_high"]), n)
+    return Stat(float(row["value"]), n=max(n, 1))
+
+
+def overall_stats(tracks: pd.DataFrame) -> dict[str, dict[str, tuple[Stat, str]]]:
+    """{track: {algorithm: (Stat of its overall metric, status)}}."""
+    out: dict[str, dict[str, tuple[Stat, str]]] = {}
+    for track, metric in OVERALL.items():
+        part = tracks[(tracks["track"] == track) & (tracks["metric"] == metric)]
+        out[track] = {r["algorithm"]: (track_stat(r), r["status"]) for _, r in part.iterrows()}
+    return out
+
+
+def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
+    """Six panels, one per track's overall metric: a bar per algorithm with its 95% interval,
+    the paper's value as a diamond, and the reason where a track has no value."""
+    plt = pyplot()
+    stats = overall_stats(tracks)
+    algorithms = algorithm_order(tracks["algorithm"])
+    fig, axes = plt.subplots(2, 3, figsize=(12, max(5.0, 1.5 + 0.8 * len(algorithms))),
+                             squeeze=False)
+    for ax, track in zip(axes.flat, OVERALL, strict=True):
+        paper = track_row(track, OVERALL[track]).set_index("algorithm")["value"]
+        for y, algo in enumerate(algorithms):
+            stat, status = stats[track].get(algo, (Stat(math.nan), "not measured"))
+            if stat.mean == stat.mean:
+                err = stat.half if stat.half == stat.half else 0.0
+                ax.barh(y, stat.mean, xerr=err, color="#4c78a8", capsize=3, height=0.6,
+                        label="this run" if y == 0 else None)
+            else:
+                ax.text(0.02, y, status, va="center", fontsize=8, color="#a33",
+                        transform=ax.get_yaxis_transform())
+            if algo in paper.index and paper[algo] == paper[algo]:
+                ax.plot(paper[algo], y, "D", color="#f58518", ms=6,
+                        label="paper" if "paper" not in ax.get_legend_handles_labels()[1]
+                        else None)
+        ax.set_yticks(range(len(algorithms)), algorithms, fontsize=8)
+        ax.set_xlim(left=0)
+        ax.set_ylim(len(algorithms) - 0.5, -0.5)
+        ax.set_title(f"{TRACK_TITLES[track]}: {OVERALL[track]}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels(),
+                                                            strict=True)}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return {"title": "Overall metric of each track per algorithm (bars: this run, with 95% "
+                     "intervals over seeds where there are two or more; diamonds: the paper's "
+                     "Tables 2-3)", "src": png(fig)}
+
+
+def best_per_track(tracks: pd.DataFrame) -> list[str]:
+    """'Best in <track>: <algorithm> (value)' per track, with the paper's best beside."""
+    lines = []
+    for track, by_algo in overall_stats(tracks).items():
+        finite = {a: s for a, (s, _) in by_algo.items() if s.mean == s.mean}
+        title = f"{TRACK_TITLES[track]} ({OVERALL[track]})"
+        if not finite:
+            reasons = sorted({st for _, st in by_algo.values()}) or ["no algorithm"]
+            lines.append(f"{title}: no value ({'; '.join(reasons)}).")
+            continue
+        best = max(finite, key=lambda a: finite[a].mean)
+        paper = track_row(track, OVERALL[track]).dropna(subset=["value"])
+        paper_best = (f"; the paper's best: {paper.loc[paper['value'].idxmax(), 'algorithm']} "
+                      f"{paper['value'].max():.2f}" if len(paper) else "")
+        lines.append(f"{title}: best is {best} at {finite[best].text()}{paper_best}.")
+    return lines
+
+
+def deployment_findings(latency: pd.DataFrame) -> list[str]:
+    """Which algorithms the binary engine ran, which it did not and why."""
+    binary = latency[latency["engine"].isin(BINARY_ENGINES) & (latency["algorithm"] != FP32)]
+    if binary.empty:
+        return ["No binary engine in the config: no algorithm was deployed with 1-bit kernels."]
+    lines, deployed = [], []
+    for algo, runs in binary.groupby("algorithm", sort=True):
+        failed = runs[runs["status"] != "ok"]
+        if failed.empty:
+            deployed.append(algo)
+        else:
+            lines.append(f"{algo} does not deploy on {', '.join(sorted(set(runs['engine'])))} "
+                         f"({len(failed)} of {len(runs)} rows): "
+                         f"{'; '.join(sorted(set(failed['status'])))}.")
+    if deployed:
+        lines.insert(0, f"Deployed with 1-bit kernels on every measurement: "
+                        f"{', '.join(deployed)}.")
+    return lines
+
+
+def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
+    """The largest clean-accuracy drop relative to FP32, and the largest drop under corruption."""
+    lines = []
+    clean = {k: s for k, s in stats.items() if k[3] == "clean" and k[5] == "relative_to_fp32"
+             and k[2] != FP32 and s.mean == s.mean}
+    if clean:
+        task, arch, algo, *_ = worst = min(clean, key=lambda k: clean[k].mean)
+        ours = stats.get((task, arch, algo, "clean", 0, "value"), Stat(math.nan))
+        fp = stats.get((task, arch, FP32, "clean", 0, "value"), Stat(math.nan))
+        what = ("Largest accuracy drop" if clean[worst].mean < 1 else
+                "No binarized cell fell below FP32; the closest")
+        lines.append(f"{what}: {algo} on {task}/{arch} keeps "
+                     f"{clean[worst].text(100, 1)}% of FP32 ({fp.text(100)} -> "
+                     f"{ours.text(100)}).")
+    corrupted = {k: s for k, s in stats.items() if k[3] != "clean" and k[5] == "value"
+                 and s.mean == s.mean}
+    drops = {k: stats[(*k[:3], "clean", 0, "value")].mean - s.mean for k, s in corrupted.items()
+             if (*k[:3], "clean", 0, "value") in stats}
+    if drops:
+        task, arch, algo, cond, sev, _ = worst = max(drops, key=drops.get)
+        lines.append(f"Largest drop under corruption: {algo} on {task}/{arch} loses "
+                     f"{100 * drops[worst]:.2f} points under {cond} at severity {sev}."
+                     if drops[worst] > 0 else "No cell lost accuracy under corruption.")
+    return lines
+
+
+def separations(stats: dict[tuple, Stat], tracks: pd.DataFrame) -> list[str]:
+    """Which algorithm differences are larger than both 95% intervals (clean task metric per
+    cell, and each track's overall metric), and which are not."""
+    n = max((s.n for s in stats.values()), default=1)
+    if n < 2:
+        return ["One seed: no confidence interval, so no difference between algorithms can be "
+                "called larger than its interval."]
+    clean = {k: s for k, s in stats.items() if k[3] == "clean" and k[5] == "value"}
+    pairs: list[tuple[str, str, Stat, str, Stat, float]] = []
+    for (task, arch), group in itertools.groupby(sorted(clean), key=lambda k: k[:2]):
+        pairs += [(f"{task}/{arch}", a[2], clean[a], b[2], clean[b], 100.0)
+                  for a, b in itertools.combinations(list(group), 2)]
+    for track, by_algo in overall_stats(tracks).items():
+        pairs += [(OVERALL[track], a, sa, b, sb, 1.0)
+                  for (a, (sa, _)), (b, (sb, _)) in itertools.combinations(
+                      sorted(by_algo.items()), 2)]
+    real = []
+    for where, a, sa, b, sb, scale in pairs:
+        if separated((sa.low, sa.high), (sb.low, sb.high)):
+            (a, sa), (b, sb) = sorted([(a, sa), (b, sb)], key=lambda p: -p[1].mean)
+            real.append(f"{where}: {a} {sa.text(scale)} > {b} {sb.text(scale)}")
+    lines = [f"With {n} seeds, {len(real)} of {len(pairs)} algorithm differences are larger "
+             "than their 95% intervals" + (":" if real else ".")]
+    return lines + real
+
+
+def findings(tracks: pd.DataFrame, latency: pd.DataFrame, stats: dict[tuple, Stat],
+             metrics: pd.DataFrame) -> list[str]:
+    """Every finding of the overview, in reading order."""
+    failed = metrics[metrics["train_status"] != "ok"].drop_duplicates(
+        ["task", "arch", "algorithm", "seed"])
+    lines = best_per_track(tracks) + deployment_findings(latency) + largest_drops(stats)
+    lines += separations(stats, tracks)
+    if len(failed):
+        lines.append(f"{len(failed)} cell(s) failed or diverged in training: " + ", ".join(
+            f"{r.task}/{r.arch}/{r.algorithm}/seed{r.seed} ({r.train_status})"
+            for r in failed.itertuples()) + ".")
+    return lines
