@@ -82,6 +82,12 @@ chmod 0755 "$DIR" "$DIR/state" "$DIR/spool" "$DIR/log"
 ETC_CONF=/etc/slurm/slurm.conf
 if [[ -L $ETC_CONF && $(readlink "$ETC_CONF") == "$CONF" ]]; then
     :
+elif [[ -L $ETC_CONF ]] && { [[ ! -e $ETC_CONF ]] ||
+        head -n 1 "$ETC_CONF" | grep -q '^# Written by .ci/slurm/start.sh'; }; then
+    # a link left by an earlier test cluster of this script (killed before stop.sh ran)
+    ln -sfn "$CONF" "$ETC_CONF"
+    echo "$ETC_CONF" >"$DIR/etc-link"
+    echo "start.sh: relinked $ETC_CONF (left by an earlier test cluster) -> $CONF"
 elif [[ -e $ETC_CONF || -L $ETC_CONF ]]; then
     die "$ETC_CONF exists and is not this test cluster's: job steps (srun inside a job) would" \
         "use it. On a host with its own SLURM, use that cluster instead of this script."
