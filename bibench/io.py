@@ -54,6 +54,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("metric", pa.string()),
             pa.field("value", pa.float64()),
             pa.field("n_samples", pa.int64()),
+            # score of always answering the most frequent class (NaN: no chance level)
+            pa.field("chance_value", pa.float64()),
             pa.field("embedded", pa.bool_()),
             pa.field("stands_in_for", pa.string()),
         ]
@@ -151,6 +153,9 @@ SCHEMAS["tracks"] = pa.schema([
     pa.field("inputs", pa.string()),  # JSON list of the cells the value uses
     pa.field("excluded", pa.string()),  # JSON list of cells left out (failed, diverged)
     pa.field("note", pa.string()),
+    # JSON list of the inputs at chance (or whose FP32 reference is): such a value is shown
+    # with that note and never marked best or worst
+    pa.field("at_chance", pa.string()),
 ])
 
 # One row per cell and condition: the table users read (results/metrics.parquet).
@@ -167,6 +172,11 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("n_samples", pa.int64()),
         pa.field("fp32_value", pa.float64()),
         pa.field("relative_to_fp32", pa.float64()),
+        # bibench.metrics.quality: the clean metric within a few points of chance_value, and
+        # whether training levelled off (converged | not converged | not trained)
+        pa.field("chance_value", pa.float64()),
+        pa.field("at_chance", pa.bool_()),
+        pa.field("convergence", pa.string()),
         pa.field("train_status", pa.string()),
         pa.field("train_wall_seconds", pa.float64()),
         pa.field("train_seconds_per_epoch", pa.float64()),

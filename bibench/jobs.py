@@ -234,6 +234,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     import torch
 
     from bibench.evaluation.predict import METRICS, predict
+    from bibench.metrics.quality import chance_level
     from bibench.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -250,7 +251,9 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
-                     "n_samples": len(x), "embedded": data.embedded,
+                     "n_samples": len(x),
+                     "chance_value": chance_level(y.numpy(), data.metric),
+                     "embedded": data.embedded,
                      "stands_in_for": data.stands_in_for, **prov})
     write_table(rows, table, "eval")
 
@@ -275,8 +278,8 @@ def _parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool,
             "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
 
 
-def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
-    """Whether a classifier does no better than always answering the most frequent class.
+def _at_chance(logits: Any, labels: Any) -> bool:
+    """Whether a classifier is at chance (bibench.metrics.quality) on the parity samples.
 
     Such a model is untrained in effect: its logits sit within float-rounding noise of each
     other, and a sign that flips on a value at the threshold (summation order differs between
@@ -284,13 +287,13 @@ def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
     parity numbers are recorded but not enforced, as for a diverged model (issue #6: compare
     trained models).
     """
-    import numpy as np
+    from bibench.metrics.quality import at_chance, chance_level
 
     accuracy = float((logits.argmax(1) == labels).mean())
-    majority = float(np.bincount(labels.reshape(-1)).max()) / labels.size
-    if accuracy <= majority + margin:
-        log.warning("test accuracy %.3f is within %.2f of the majority class (%.3f): parity "
-                    "not enforced", accuracy, margin, majority)
+    chance = chance_level(labels, "accuracy")
+    if at_chance(accuracy, chance):
+        log.warning("test accuracy %.3f is at chance (majority class %.3f): parity not "
+                    "enforced", accuracy, chance)
         return True
     return False
 

@@ -42,3 +42,27 @@ def test_summary_cli_prints_layers_and_totals(capsys):
     binary = [r for r in summary["layers"] if r["weight_bits"] == 1]
     assert len(binary) == 18 and summary["totals"]["params"] == 272474
     assert main(["summary", "resnet21"]) == 2
+
+
+@pytest.mark.parametrize("arch,shape", [("resnet20", (1, 28, 28)), ("pointnet_vanilla", (3, 64)),
+                                        ("dfsmn", (29, 12))])
+def test_full_precision_flops_match_torchs_flop_counter(arch, shape):
+    """layer_costs counts conv/linear FLOPs from shapes; torch's own counter must agree."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bibench.metrics.complexity import layer_costs
+    from bibench.training.checkpoint import build_cell_model
+
+    model = build_cell_model(arch, "fp32", shape, 10).eval()
+    example = torch.randn(1, *shape)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example)
+    counted = {name.split(".", 1)[1]: sum(ops.values())
+               for name, ops in counter.get_flop_counts().items() if "." in name}
+    layers = [c for c in layer_costs(model, example) if c.layer_type in ("Conv1d", "Conv2d",
+                                                                          "Linear")]
+    assert len(layers) >= 3
+    for cost in layers:
+        assert cost.flops == counted[cost.layer] > 0, cost.layer

@@ -3,7 +3,9 @@
 A layer counts as binary when both its weights and inputs are 1-bit (a binarized layer). Its
 product's FLOPs are binary; the scaling factors, thresholds and other extras the algorithm
 declares count as full precision, as do BatchNorm and every layer kept in full precision.
-FLOPs of full-precision layers come from torch.utils.flop_counter (2 FLOPs per MAC).
+FLOPs of every conv and linear layer are 2 per MAC of its weight product, from the shapes a
+forward hook sees (what torch.utils.flop_counter counts too; tests/test_complexity_paper.py
+checks it; the counter itself imports torch._dynamo, seconds in every export job).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from bibench.algorithms.base import BinarizedLayer
 
@@ -67,20 +68,15 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             hooks.append(module.register_forward_hook(record(name)))
-    counter = FlopCounterMode(display=False)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad():
             model(example)
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    counted = {
-        name.split(".", 1)[1] if "." in name else "": sum(ops.values())
-        for name, ops in counter.get_flop_counts().items()
-    }
     costs = []
     covered: set[str] = set()
     for name, module in model.named_modules():
@@ -103,7 +99,7 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
         elif name in covered:
             continue
         elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
-            flops = counted.get(name, 0) if name in shapes else 0
+            flops = _product_flops(module, *shapes[name]) if name in shapes else 0
             costs.append(LayerCost(
                 params=own_params, fp_params=own_params, binary_params=0, flops=flops,
                 fp_flops=flops, binary_flops=0, layer=name, layer_type=type(module).__name__))

@@ -16,6 +16,21 @@ from bibench.report.common import algorithm_order, png, pyplot
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def _worst_convergence(values: pd.Series) -> str:
+    """Over seeds: `not converged` if any seed's run had not levelled off."""
+    from bibench.metrics.quality import NOT_CONVERGED
+
+    return NOT_CONVERGED if (values == NOT_CONVERGED).any() else str(values.iloc[-1])
+
+
+def _marks(row: pd.Series) -> list[str]:
+    """What a reader must know next to a cell's number (bibench.metrics.quality)."""
+    from bibench.metrics.quality import AT_CHANCE, NOT_CONVERGED
+
+    return ([AT_CHANCE] if row["at_chance"] else []) + (
+        [NOT_CONVERGED] if row["convergence"] == NOT_CONVERGED else [])
+
+
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per task x arch x algorithm (mean over seeds) with the headline numbers."""
     clean = metrics[metrics["condition"] == "clean"]
@@ -30,7 +45,8 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
         latency_ms=("latency_median_ms", "mean"), latency_speedup=("latency_speedup_vs_fp32",
                                                                    "mean"),
         latency_engine=("latency_engine", "first"), storage=("storage_saving", "mean"),
-        seeds=("seed", "nunique"),
+        seeds=("seed", "nunique"), at_chance=("at_chance", "max"),
+        convergence=("convergence", _worst_convergence),
     )
     if not corrupted.empty:
         corr = corrupted.groupby(keys, as_index=False)["value"].mean()
@@ -52,8 +68,10 @@ def task_tables(summary: pd.DataFrame) -> list[dict]:
         for arch, by_arch in group.groupby("arch", sort=True):
             values = dict(zip(by_arch["algorithm"], by_arch["clean"], strict=True))
             status = dict(zip(by_arch["algorithm"], by_arch["status"], strict=True))
+            marks = {r["algorithm"]: _marks(r) for _, r in by_arch.iterrows()}
             rows.append({"arch": arch, "cells": [
-                {"value": values.get(a), "status": status.get(a, "missing")} for a in algorithms
+                {"value": values.get(a), "status": status.get(a, "missing"),
+                 "marks": marks.get(a, [])} for a in algorithms
             ]})
         first = group.iloc[0]
         tables.append({"task": task, "metric": first["metric"], "embedded": bool(first["embedded"]),

@@ -19,6 +19,8 @@ rule export_onnx:
         settings=EXPORT,
     log:
         "logs/export_onnx/{task}/{arch}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/export_onnx/{task}/{arch}/{algo}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

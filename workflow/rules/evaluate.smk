@@ -14,6 +14,8 @@ rule evaluate:
         corruptions=corruption_params,
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{task}/{arch}/{algo}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -16,6 +16,8 @@ rule aggregate:
         config_hash=CONFIG_HASH,
     log:
         "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,6 +43,8 @@ rule report:
         ),
     log:
         "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=2000,
