@@ -132,6 +132,11 @@ def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
     return config
 
 
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and check a config file (for `bibench status`; the workflow uses check_config)."""
+    return check_config(yaml.safe_load(Path(path).read_text()) or {})
+
+
 def config_hash(settings: Any) -> str:
     """A short stable hash of JSON-able settings (provenance of a cell or of a whole config)."""
     blob = json.dumps(settings, sort_keys=True, default=str).encode()

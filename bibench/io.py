@@ -60,6 +60,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("metric", pa.string()),
             pa.field("value", pa.float64()),
             pa.field("n_samples", pa.int64()),
+            # score of always answering the most frequent class (NaN: no chance level)
+            pa.field("chance_value", pa.float64()),
             pa.field("embedded", pa.bool_()),
             pa.field("stands_in_for", pa.string()),
         ]
@@ -172,6 +174,9 @@ SCHEMAS["tracks"] = pa.schema([
     pa.field("ci95_low", pa.float64()),
     pa.field("ci95_high", pa.float64()),
     pa.field("n_seeds", pa.int64()),
+    # JSON list of the inputs at chance (or whose FP32 reference is): such a value is shown
+    # with that note and never marked best or worst
+    pa.field("at_chance", pa.string()),
 ])
 
 # Per cell x condition x severity and per seed-dependent quantity of metrics.parquet: the mean
@@ -203,6 +208,11 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("n_samples", pa.int64()),
         pa.field("fp32_value", pa.float64()),
         pa.field("relative_to_fp32", pa.float64()),
+        # bibench.metrics.quality: the clean metric within a few points of chance_value, and
+        # whether training levelled off (converged | not converged | not trained)
+        pa.field("chance_value", pa.float64()),
+        pa.field("at_chance", pa.bool_()),
+        pa.field("convergence", pa.string()),
         pa.field("train_status", pa.string()),
         pa.field("train_deterministic", pa.string()),  # the train table's `deterministic`
         pa.field("train_wall_seconds", pa.float64()),

@@ -268,6 +268,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     import torch
 
     from bibench.evaluation.predict import METRICS, predict
+    from bibench.metrics.quality import chance_level
     from bibench.training.checkpoint import load_checkpoint
     from bibench.training.device import prepare_device
 
@@ -287,7 +288,9 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
-                     "n_samples": len(x), "embedded": data.embedded,
+                     "n_samples": len(x),
+                     "chance_value": chance_level(y.numpy(), data.metric),
+                     "embedded": data.embedded,
                      "stands_in_for": data.stands_in_for, **prov})
     write_table(rows, table, "eval")
 
@@ -312,8 +315,8 @@ def _parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool,
             "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
 
 
-def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
-    """Whether a classifier does no better than always answering the most frequent class.
+def _at_chance(logits: Any, labels: Any) -> bool:
+    """Whether a classifier is at chance (bibench.metrics.quality) on the parity samples.
 
     Such a model is untrained in effect: its logits sit within float-rounding noise of each
     other, and a sign that flips on a value at the threshold (summation order differs between
@@ -321,18 +324,81 @@ def _at_chance(logits: Any, labels: Any, margin: float = 0.05) -> bool:
     parity numbers are recorded but not enforced, as for a diverged model (issue #6: compare
     trained models).
     """
-    import numpy as np
+    from bibench.metrics.quality import at_chance, chance_level
 
     accuracy = float((logits.argmax(1) == labels).mean())
-    majority = float(np.bincount(labels.reshape(-1)).max()) / labels.size
-    if accuracy <= majority + margin:
-        log.warning("test accuracy %.3f is within %.2f of the majority class (%.3f): parity "
-                    "not enforced", accuracy, margin, majority)
+    chance = chance_level(labels, "accuracy")
+    if at_chance(accuracy, chance):
+        log.warning("test accuracy %.3f is at chance (majority class %.3f): parity not "
+                    "enforced", accuracy, chance)
         return True
     return False
 
 
-# long: writes and checks three forms inline; one function per form is issue 18's split
+def _onnx_form(net, x, ref, onnx: str, settings: dict[str, Any], base: dict, enforce: bool
+               ) -> dict:
+    """The float ONNX graph, checked with onnxruntime on every parity sample."""
+    from bibench.export.onnx import export_onnx, logit_parity, ort_predict
+    from bibench.latency.timing import ort_session
+
+    export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
+    parity = logit_parity(ref, ort_predict(ort_session(onnx), x), settings["logit_atol"])
+    size = Path(onnx).stat().st_size
+    return {**base, **_parity_row("onnx", parity, settings, enforce), "file_bytes": size,
+            "packed_bytes": size}
+
+
+def _qonnx_form(net, x, ref, qonnx: str, settings: dict[str, Any], base: dict, enforce: bool
+                ) -> dict:
+    """The QONNX graph (BipolarQuant), checked with qonnx's node-by-node executor on the
+    first `qonnx_samples` samples (one run costs the same for 1 or 16 of them)."""
+    from bibench.export.onnx import logit_parity
+    from bibench.export.qonnx import export_qonnx, qonnx_predict
+
+    export_qonnx(net, x[:1], qonnx)
+    n = settings["qonnx_samples"]
+    parity = logit_parity(ref[:n], qonnx_predict(qonnx, x[:n].numpy()), settings["logit_atol"])
+    size = Path(qonnx).stat().st_size  # QONNX keeps float weights behind BipolarQuant
+    return {**base, **_parity_row("qonnx", parity, settings, enforce),
+            "file_bytes": size, "packed_bytes": size}
+
+
+def _openvino_form(net, x, ref, openvino: str, algorithm: str, settings: dict[str, Any],
+                   base: dict, enforce: bool, threads: int) -> dict | None:
+    """The OpenVINO binary IR (BinaryConvolution), checked on the binary engine; None for
+    FP32, whose engines time model.onnx."""
+    from bibench.export.onnx import logit_parity
+    from bibench.export.openvino import (
+        BinaryFallbackError,
+        BinaryForm,
+        export_openvino_binary,
+        openvino_predict,
+    )
+
+    Path(openvino).mkdir(parents=True, exist_ok=True)
+    if algorithm == FP32:
+        (Path(openvino) / "FULL_PRECISION.txt").write_text(
+            "full-precision model: engines time model.onnx\n")
+        return None
+    try:
+        form = export_openvino_binary(net, x[:1], openvino, algorithm)
+        status = "not deployable: " + form.reason
+    except BinaryFallbackError as err:  # the engine ran float where binary was written
+        log.error("%s", err)
+        status = f"failed: {err}"[:500]
+        form = BinaryForm(False, status, 0, 0, 0, 0)
+    row = {**base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
+           "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
+           "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
+           "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
+           "n_samples": 0, "status": status}
+    if form.deployable:  # the IR is the file the latency job times
+        got = openvino_predict(Path(openvino) / "model.xml", x.numpy(), threads=threads)
+        row.update(_parity_row("openvino_binary", logit_parity(ref, got, settings["logit_atol"]),
+                               settings, enforce, logits=False))
+    return row
+
+
 def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str, Any],
            settings: dict[str, Any], threads: int, checkpoint: str, onnx: str, qonnx: str,
            openvino: str, table: str, complexity: str, code: str) -> None:
@@ -345,15 +411,6 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     import torch
 
     from bibench.evaluation.predict import predict
-    from bibench.export.onnx import export_onnx, logit_parity, ort_predict
-    from bibench.export.openvino import (
-        BinaryFallbackError,
-        BinaryForm,
-        export_openvino_binary,
-        openvino_predict,
-    )
-    from bibench.export.qonnx import export_qonnx, qonnx_predict
-    from bibench.latency.timing import ort_session
     from bibench.training.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -366,47 +423,13 @@ def export(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[str
     ref = predict(net, x).numpy()
     if enforce and data.task_type == "classification":
         enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
-    atol = settings["logit_atol"]
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
-    rows = []
-
-    export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
-    parity = logit_parity(ref, ort_predict(ort_session(onnx), x), atol)
-    size = Path(onnx).stat().st_size
-    rows.append({**base, **_parity_row("onnx", parity, settings, enforce), "file_bytes": size,
-                 "packed_bytes": size})
-
-    export_qonnx(net, x[:1], qonnx)
-    n = settings["qonnx_samples"]
-    parity = logit_parity(ref[:n], qonnx_predict(qonnx, x[:n].numpy()), atol)
-    size = Path(qonnx).stat().st_size  # QONNX keeps float weights behind BipolarQuant
-    rows.append({**base, **_parity_row("qonnx", parity, settings, enforce),
-                 "file_bytes": size, "packed_bytes": size})
-
-    Path(openvino).mkdir(parents=True, exist_ok=True)
-    if algorithm == FP32:
-        (Path(openvino) / "FULL_PRECISION.txt").write_text(
-            "full-precision model: engines time model.onnx\n")
-    else:
-        try:
-            form = export_openvino_binary(net, x[:1], openvino, algorithm)
-            status = "not deployable: " + form.reason
-        except BinaryFallbackError as err:  # the engine ran float where binary was written
-            log.error("%s", err)
-            status = f"failed: {err}"[:500]
-            form = BinaryForm(False, status, 0, 0, 0, 0)
-        row = {**base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
-               "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
-               "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
-               "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
-               "n_samples": 0, "status": status}
-        if form.deployable:  # the IR is the file the latency job times
-            got = openvino_predict(Path(openvino) / "model.xml", x.numpy(), threads=threads)
-            row.update(_parity_row("openvino_binary", logit_parity(ref, got, atol), settings,
-                                   enforce, logits=False))
-        rows.append(row)
+    rows = [_onnx_form(net, x, ref, onnx, settings, base, enforce),
+            _qonnx_form(net, x, ref, qonnx, settings, base, enforce),
+            _openvino_form(net, x, ref, openvino, algorithm, settings, base, enforce, threads)]
+    rows = [r for r in rows if r is not None]
     for r in rows:
         log.info("%s: %s (argmax agreement %.4f, max |logit diff| %.3g, %d bytes)", r["form"],
                  r["status"], r["argmax_agreement"], r["max_abs_logit_diff"], r["file_bytes"])

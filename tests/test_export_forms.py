@@ -385,3 +385,47 @@ def test_openvino_telemetry_is_off(forms):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "openvino.tools.ovc.telemetry_stub"
+
+
+def _negate_first_binary_weights(path: Path) -> None:
+    """Corrupt a written form: the weights of its first binarized layer change sign."""
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    quant = next(n for n in model.graph.node if n.op_type in ("BipolarQuant", "Conv")
+                 and any(name in inits and len(inits[name].dims) == 4 for name in n.input))
+    weight = next(inits[name] for name in quant.input if name in inits)
+    weight.CopyFrom(onnx.numpy_helper.from_array(-onnx.numpy_helper.to_array(weight),
+                                                 weight.name))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("form", ["onnx", "qonnx"])
+def test_a_corrupted_form_fails_with_the_default_sample_counts(trained, tmp_path, monkeypatch,
+                                                               form):
+    """The default config checks few samples (the QONNX executor is slow): a form that
+    disagrees with PyTorch must still be caught with those counts."""
+    import bibench.export.onnx as export_onnx_module
+    import bibench.export.qonnx as export_qonnx_module
+    from bibench import jobs
+    from bibench.config import load_config
+
+    settings = load_config(Path(__file__).parents[1] / "config" / "config.yaml")["export"]
+    models, x = trained
+    model = models["bnn"]
+    x = x[: settings["max_samples"]]
+    ref = torch_logits(model, x)
+    module, name = ((export_onnx_module, "export_onnx") if form == "onnx"
+                    else (export_qonnx_module, "export_qonnx"))
+    real = getattr(module, name)
+
+    def corrupted(net, example, path, **kwargs):
+        real(net, example, path, **kwargs)
+        _negate_first_binary_weights(Path(path))
+
+    base = {"form": form}
+    write = {"onnx": jobs._onnx_form, "qonnx": jobs._qonnx_form}[form]
+    good = write(model, x, ref, str(tmp_path / "good.onnx"), settings, base, True)
+    assert good["status"] == "ok", good
+    monkeypatch.setattr(module, name, corrupted)
+    bad = write(model, x, ref, str(tmp_path / "bad.onnx"), settings, base, True)
+    assert bad["status"].startswith(f"failed: {form} disagrees with PyTorch"), bad

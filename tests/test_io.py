@@ -9,7 +9,8 @@ from bibench.io import SCHEMAS, DamagedFileError, atomic_write, read_table, writ
 
 def _eval_row(**over):
     row = {"task": "t", "arch": "a", "algorithm": "bnn", "seed": 0, "condition": "clean",
-           "severity": 0, "metric": "accuracy", "value": 0.5, "n_samples": 10, "embedded": True,
+           "severity": 0, "metric": "accuracy", "value": 0.5, "n_samples": 10,
+           "chance_value": 0.1, "embedded": True,
            "stands_in_for": "CIFAR-10", "cell_config_hash": "h", "code_fingerprint": "c",
            "bibench_version": "v", "torch_version": "t", "device": "cpu", "device_model": "m",
            "precision": "fp32", "threads": 1}

@@ -91,3 +91,27 @@ def test_complexity_binary_flops_match_flop_counter():
     for c in layer_costs(build_cell_model("resnet20", "bnn", shape, 10), example):
         if c.binary:
             assert c.binary_flops == fp_costs[c.layer].flops
+
+
+@pytest.mark.parametrize("arch,shape", [("resnet20", (1, 28, 28)), ("pointnet_vanilla", (3, 64)),
+                                        ("dfsmn", (29, 12))])
+def test_full_precision_flops_match_torchs_flop_counter(arch, shape):
+    """layer_costs counts conv/linear FLOPs from shapes; torch's own counter must agree."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bibench.metrics.complexity import layer_costs
+    from bibench.training.checkpoint import build_cell_model
+
+    model = build_cell_model(arch, "fp32", shape, 10).eval()
+    example = torch.randn(1, *shape)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(example)
+    counted = {name.split(".", 1)[1]: sum(ops.values())
+               for name, ops in counter.get_flop_counts().items() if "." in name}
+    layers = [c for c in layer_costs(model, example) if c.layer_type in ("Conv1d", "Conv2d",
+                                                                          "Linear")]
+    assert len(layers) >= 3
+    for cost in layers:
+        assert cost.flops == counted[cost.layer] > 0, cost.layer

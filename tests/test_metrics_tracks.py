@@ -8,12 +8,13 @@ import math
 import pandas as pd
 import pytest
 
-from bibench.metrics.tracks import best_and_worst, compute_tracks
+from bibench.metrics.tracks import best_and_worst, compute_tracks, compute_tracks_over_seeds
 
 
-def _rows(algorithm, task, arch, family, clean, corrupted, status="ok", seconds=1.0, fp=None):
+def _rows(algorithm, task, arch, family, clean, corrupted, status="ok", seconds=1.0, fp=None,
+          at_chance=False):
     base = {"algorithm": algorithm, "task": task, "arch": arch, "family": family, "seed": 0,
-            "train_status": status, "train_seconds_per_epoch": seconds,
+            "train_status": status, "train_seconds_per_epoch": seconds, "at_chance": at_chance,
             "compression_ratio": 1.0 if algorithm == "fp32" else 20.0,
             "speedup_ratio": 1.0 if algorithm == "fp32" else 30.0}
     fp = fp or {}
@@ -129,3 +130,54 @@ def test_om_infer_without_a_binary_engine_is_not_measured():
     tracks = compute_tracks(_metrics(), latency=latency)
     row = _value(tracks, "bnn", "OM_infer")
     assert row["status"] == "not measured" and "no binary engine" in row["note"]
+
+
+def _with_a_cell_at_chance():
+    """bnn on img sits at chance: it loses almost nothing under noise (gap 0.01)."""
+    frame = _metrics()
+    frame = frame[frame["algorithm"] != "fda"]
+    fp_a = {"clean": 0.9, 1: 0.8, 2: 0.7}
+    rows = _rows("xnor", "img", "resnet20", "cnn", 0.12, [0.11, 0.11], fp=fp_a, at_chance=True)
+    rows += _rows("xnor", "txt", "bert", "transformer", 0.6, [], fp={"clean": 0.8})
+    extra = pd.DataFrame(rows)
+    extra["relative_to_fp32"] = extra["value"] / extra["fp32_value"]
+    return pd.concat([frame, extra], ignore_index=True)
+
+
+def test_a_cell_at_chance_is_left_out_of_robustness_and_named():
+    tracks = compute_tracks(_with_a_cell_at_chance())
+    om = _value(tracks, "xnor", "OM_robust")
+    # with the cell, Eq. 4 would give 0.15 / 0.01 = 1500%; without it nothing is left
+    assert math.isnan(om["value"]) and om["status"] == "not measured"
+    assert "at chance left out" in om["note"]
+    assert json.loads(om["excluded"]) == ["img/resnet20/xnor/0 (at chance)"]
+    assert _value(tracks, "bnn", "OM_robust")["value"] == pytest.approx(100.0)
+
+
+def test_values_built_on_a_cell_at_chance_say_so():
+    tracks = compute_tracks(_with_a_cell_at_chance())
+    img = _value(tracks, "xnor", "relative:img")
+    assert json.loads(img["at_chance"]) == ["img/resnet20/xnor/0"] and "at chance" in img["note"]
+    assert json.loads(_value(tracks, "xnor", "relative:txt")["at_chance"]) == []
+    assert json.loads(_value(tracks, "xnor", "OM_task")["at_chance"]) == ["img/resnet20/xnor/0"]
+    assert json.loads(_value(tracks, "bnn", "OM_task")["at_chance"]) == []
+
+
+def test_an_fp32_reference_at_chance_makes_every_cell_of_it_unusable_for_robustness():
+    frame = _metrics()
+    frame.loc[(frame["algorithm"] == "fp32") & (frame["task"] == "img"), "at_chance"] = True
+    tracks = compute_tracks(frame)
+    assert json.loads(_value(tracks, "bnn", "relative:img")["at_chance"]) == [
+        "img/resnet20/bnn/0"]
+    assert "at chance left out" in _value(tracks, "bnn", "OM_robust")["note"]
+
+
+def test_best_and_worst_never_go_to_a_value_at_chance():
+    from bibench.report.summary_tables import summary_table
+
+    table = summary_table(compute_tracks_over_seeds(_with_a_cell_at_chance()), ("learning_task",))
+    row = next(r for r in table["rows"] if r["metric"] == "relative:img")
+    cells = dict(zip(table["algorithms"], row["cells"], strict=True))
+    # xnor (13% of FP32, at chance) would be the worst; without it only bnn is left
+    assert cells["xnor"]["at_chance"] and not cells["xnor"]["worst"]
+    assert not any(c["best"] or c["worst"] for c in row["cells"])

@@ -123,6 +123,28 @@ def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
     assert len(runs) == len(grid["settings"]) * len(grid["seeds"]) * len(TINY["algorithms"])
 
 
+def test_cells_at_chance_are_marked_and_left_out_of_robustness(tiny_run):
+    """The tiny grid trains a few dozen steps: its binarized MNIST cell stays at chance (within
+    5 points of the most frequent class), so its noise gap must not enter Eq. 4."""
+    import json
+
+    results = tiny_run.root / "results"
+    metrics = read_table(results / "metrics.parquet", "metrics")
+    clean = metrics[metrics["condition"] == "clean"].set_index(["task", "algorithm"])
+    assert (clean["chance_value"] > 0.09).all() and (clean["chance_value"] < 0.2).all()
+    assert (clean["at_chance"] == (clean["value"] <= clean["chance_value"] + 0.05)).all()
+    assert clean.loc[("mnist", "bnn"), "at_chance"], clean[["value", "chance_value"]]
+    assert set(clean["convergence"]) <= {"converged", "not converged"}
+    assert clean.loc[("mnist", "bnn"), "convergence"] == "not converged"  # one epoch
+    tracks = read_table(results / "tracks.parquet", "tracks")
+    bnn = tracks[tracks["algorithm"] == "bnn"].set_index("metric")
+    assert "mnist/resnet20/bnn/0 (at chance)" in json.loads(bnn.loc["OM_robust", "excluded"])
+    assert "at chance left out" in bnn.loc["OM_robust", "note"]
+    assert "mnist/resnet20/bnn/0" in json.loads(bnn.loc["relative:mnist", "at_chance"])
+    html = (results / "report.html").read_text()
+    assert "(at chance)" in html and "(not converged)" in html
+
+
 def test_every_table_has_its_schema(tiny_run):
     results = tiny_run.root / "results"
     for name in ["train", "eval", "export", "latency", "complexity"]:

@@ -10,6 +10,7 @@ from bibench.cache import combine
 from bibench.catalog import BINARY_ENGINES, FP32
 from bibench.io import PROVENANCE, SCHEMAS, read_table
 from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
+from bibench.metrics.quality import at_chance, convergence
 from bibench.models import get_architecture
 
 KEY = ["task", "arch", "algorithm", "seed"]
@@ -67,6 +68,22 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
     return last.merge(wall, on=KEY).merge(per_epoch, on=KEY, how="left")
 
 
+def _convergence(train: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: whether its own training run levelled off (bibench.metrics.quality)."""
+    rows = [{**dict(zip(KEY, key, strict=True)),
+             "convergence": convergence(list(g.sort_values("epoch")["loss"]),
+                                        g.sort_values("epoch")["status"].iloc[-1])}
+            for key, g in train.groupby(KEY)]
+    return pd.DataFrame(rows, columns=KEY + ["convergence"])
+
+
+def _at_chance(evals: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: whether its clean metric is at chance; every condition row inherits it."""
+    clean = evals[evals["condition"] == "clean"]
+    flags = [at_chance(v, c) for v, c in zip(clean["value"], clean["chance_value"], strict=True)]
+    return clean[KEY].assign(at_chance=flags).drop_duplicates(KEY)
+
+
 def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
     # every seed of a cell has the same architecture, hence the same counts
     total = complexity[complexity["layer"] == ""].drop_duplicates(["task", "arch", "algorithm"])
@@ -105,6 +122,9 @@ def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_t
     cell_code = _cell_code([evals, train, complexity, exports, latency], code)
     evals = evals.drop(columns=_PROVENANCE_NAMES)
     frame = evals.merge(_train_summary(train), on=KEY, how="left")
+    frame = frame.merge(_convergence(train), on=KEY, how="left")
+    frame = frame.merge(_at_chance(evals), on=KEY, how="left")
+    frame["at_chance"] = frame["at_chance"].fillna(False).astype(bool)
 
     fp32 = evals[evals["algorithm"] == FP32][["task", "arch", "seed", "condition", "severity",
                                                "value"]].rename(columns={"value": "fp32_value"})

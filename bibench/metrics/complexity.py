@@ -3,7 +3,9 @@
 A layer counts as binary when both its weights and inputs are 1-bit (a binarized layer). Its
 product's FLOPs are binary; the scaling factors, thresholds and other extras the algorithm
 declares count as full precision, as do BatchNorm and every layer kept in full precision.
-FLOPs of full-precision layers come from torch.utils.flop_counter (2 FLOPs per MAC).
+FLOPs of every conv and linear layer are 2 per MAC of its weight product, from the shapes a
+forward hook sees (what torch.utils.flop_counter counts too; tests/test_metrics_complexity.py
+checks it; the counter itself imports torch._dynamo, seconds in every export job).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from bibench.algorithms.base import BinarizedLayer
 
@@ -54,7 +55,7 @@ def _product_flops(layer: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> in
 
 def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
     """Per-layer cost of `model` for one sample shaped like example[0]."""
-    shapes, counted = _trace(model, example[:1])
+    shapes = _trace(model, example[:1])
     costs = []
     covered: set[str] = set()
     for name, module in model.named_modules():
@@ -65,7 +66,7 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
         elif name in covered:
             continue
         elif own_params or (isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))):
-            flops = counted.get(name, 0) if name in shapes else 0
+            flops = _product_flops(module, *shapes[name]) if name in shapes else 0
             costs.append(LayerCost(
                 params=own_params, fp_params=own_params, binary_params=0, flops=flops,
                 fp_flops=flops, binary_flops=0, layer=name, layer_type=type(module).__name__))
@@ -73,9 +74,9 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
 
 
 def _trace(model: nn.Module, example: torch.Tensor
-           ) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], dict[str, int]]:
-    """One eval-mode forward pass: each conv/linear layer's (input, output), and torch's FLOP
-    count per module (the model's training mode is restored)."""
+           ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """One eval-mode forward pass: each conv/linear layer's (input, output); the model's
+    training mode is restored."""
     shapes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = []
 
@@ -88,21 +89,16 @@ def _trace(model: nn.Module, example: torch.Tensor
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             hooks.append(module.register_forward_hook(record(name)))
-    counter = FlopCounterMode(display=False)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad():
             model(example)
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    counted = {
-        name.split(".", 1)[1] if "." in name else "": sum(ops.values())
-        for name, ops in counter.get_flop_counts().items()
-    }
-    return shapes, counted
+    return shapes
 
 
 def _binary_cost(name: str, module: BinarizedLayer, inp: torch.Tensor, out: torch.Tensor

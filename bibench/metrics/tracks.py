@@ -1,9 +1,11 @@
 """The six tracks' measurements and overall metrics, per algorithm (paper Sec. 3, Eqs. 2-9).
 
 Input: results/metrics.parquet (one row per cell x condition). Output rows of
-results/tracks.parquet: (algorithm, track, metric, value, status, inputs, excluded, note).
-A track that has no measurement yet is a row with status "not measured" and value NaN, never
-a zero; cells that failed or diverged are left out and named in `excluded`.
+results/tracks.parquet: (algorithm, track, metric, value, status, inputs, excluded, note,
+at_chance). A track that has no measurement yet is a row with status "not measured" and value
+NaN, never a zero; cells that failed or diverged are left out and named in `excluded`. Cells at
+chance (bibench.metrics.quality), or whose FP32 reference is, are named in `at_chance` where a
+value uses them, and left out of the robustness ratios (Eq. 4 divides by their accuracy gap).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bibench.metrics.overall import (
     quadratic_mean,
     sensitivity_ratio,
 )
+from bibench.metrics.quality import AT_CHANCE
 
 TRACKS = ("learning_task", "neural_architecture", "corruption_robustness",
           "training_consumption", "theoretical_complexity", "hardware_inference")
@@ -36,12 +39,29 @@ def _cell_names(frame: pd.DataFrame) -> list[str]:
 
 
 def _row(algorithm: str, track: str, metric: str, value: float, *, inputs: list[str],
-         excluded: list[str], status: str = "ok", note: str = "") -> dict:
+         excluded: list[str], status: str = "ok", note: str = "",
+         chance: list[str] | None = None) -> dict:
     if status == "ok" and (value is None or math.isnan(value)):
         status = "not measured"
+    if chance:
+        note = "; ".join(n for n in (note, f"{AT_CHANCE}: {', '.join(chance)}") if n)
     return {"algorithm": algorithm, "track": track, "metric": metric,
             "value": float("nan") if value is None else float(value), "status": status,
-            "inputs": json.dumps(inputs), "excluded": json.dumps(excluded), "note": note}
+            "inputs": json.dumps(inputs), "excluded": json.dumps(excluded), "note": note,
+            "at_chance": json.dumps(chance or [])}
+
+
+def _chance_names(frame: pd.DataFrame) -> list[str]:
+    """Cells of `frame` whose numbers are noise: at chance, or their FP32 reference is."""
+    return _cell_names(frame[frame["unreliable"]])
+
+
+def _mark_unreliable(metrics: pd.DataFrame) -> pd.DataFrame:
+    """`unreliable`: the cell or the FP32 model of its (task, arch, seed) is at chance."""
+    fp = metrics[metrics["algorithm"] == FP32]
+    fp_chance = {tuple(k) for k in fp.loc[fp["at_chance"], KEY].itertuples(index=False)}
+    ref = [tuple(k) in fp_chance for k in metrics[KEY].itertuples(index=False)]
+    return metrics.assign(unreliable=metrics["at_chance"].to_numpy() | pd.Series(ref).to_numpy())
 
 
 def _usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -55,53 +75,66 @@ def _accuracy_tracks(algo: str, rows: pd.DataFrame, excluded: list[str]) -> list
     out = []
     by_task = clean.groupby("task")["relative_to_fp32"].apply(list).to_dict()
     for task, values in sorted(by_task.items()):
+        mine = clean[clean["task"] == task]
         out.append(_row(algo, "learning_task", f"relative:{task}",
-                        100 * sum(values) / len(values),
-                        inputs=_cell_names(clean[clean["task"] == task]), excluded=excluded))
+                        100 * sum(values) / len(values), inputs=_cell_names(mine),
+                        excluded=excluded, chance=_chance_names(mine)))
     out.append(_row(algo, "learning_task", "OM_task",
                     100 * om_task(by_task) if by_task else float("nan"),
-                    inputs=_cell_names(clean), excluded=excluded))
+                    inputs=_cell_names(clean), excluded=excluded, chance=_chance_names(clean)))
     by_family = clean.groupby("family")["relative_to_fp32"].apply(list).to_dict()
     for family, values in sorted(by_family.items()):
+        mine = clean[clean["family"] == family]
         out.append(_row(algo, "neural_architecture", f"relative:{family}",
-                        100 * sum(values) / len(values),
-                        inputs=_cell_names(clean[clean["family"] == family]),
-                        excluded=excluded))
+                        100 * sum(values) / len(values), inputs=_cell_names(mine),
+                        excluded=excluded, chance=_chance_names(mine)))
     # Eq. 3 averages over the three families; a family the grid lacks is not invented.
     note = "" if len(by_family) == 3 else f"families measured: {', '.join(sorted(by_family))}"
     out.append(_row(algo, "neural_architecture", "OM_arch",
                     100 * om_arch(by_family) if by_family else float("nan"),
-                    inputs=_cell_names(clean), excluded=excluded, note=note))
+                    inputs=_cell_names(clean), excluded=excluded, note=note,
+                    chance=_chance_names(clean)))
     return out
+
+
+def _gaps(frame: pd.DataFrame) -> pd.DataFrame:
+    """Eq. 4 per cell and corruption: clean metric minus the mean over severities."""
+    clean = frame[frame["condition"] == "clean"].set_index(KEY)["value"]
+    corrupted = frame[frame["condition"] != "clean"]
+    mean_corr = corrupted.groupby(KEY + ["condition"])["value"].mean().reset_index()
+    mean_corr["gap"] = [clean.get(tuple(r[k] for k in KEY), float("nan")) - r["value"]
+                        for _, r in mean_corr.iterrows()]
+    return mean_corr
 
 
 def _robustness(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: list[str]
                 ) -> list[dict]:
-    """Eq. 4-5: per corruption, E over cells of G_fp / G_bi (gaps averaged over severities)."""
-    def gaps(frame: pd.DataFrame) -> pd.DataFrame:
-        clean = frame[frame["condition"] == "clean"].set_index(KEY)["value"]
-        corrupted = frame[frame["condition"] != "clean"]
-        mean_corr = corrupted.groupby(KEY + ["condition"])["value"].mean().reset_index()
-        mean_corr["gap"] = [clean.get(tuple(r[k] for k in KEY), float("nan")) - r["value"]
-                            for _, r in mean_corr.iterrows()]
-        return mean_corr
+    """Eq. 4-5: per corruption, E over cells of G_fp / G_bi (gaps averaged over severities).
 
-    bi, fp = gaps(rows), gaps(fp_rows)
+    A cell at chance (or whose FP32 reference is) loses next to nothing under corruption, and
+    dividing by that gap makes a huge, meaningless ratio: such cells are left out, and said.
+    """
+    chance = _chance_names(rows)
+    rows, fp_rows = rows[~rows["unreliable"]], fp_rows[~fp_rows["unreliable"]]
+    excluded = excluded + [f"{c} ({AT_CHANCE})" for c in chance]
+    left_out = f"{len(chance)} cells {AT_CHANCE} left out" if chance else ""
+    bi, fp = _gaps(rows), _gaps(fp_rows)
     if bi.empty:
         return [_row(algo, "corruption_robustness", "OM_robust", float("nan"), inputs=[],
-                     excluded=excluded, note="no corruption in the grid")]
+                     excluded=excluded, note=left_out or "no corruption in the grid")]
     merged = bi.merge(fp, on=KEY + ["condition"], suffixes=("_bi", "_fp"))
     # A gap <= 0 (no loss under corruption) makes the ratio meaningless: left out, and said.
     valid = merged[(merged["gap_bi"] > 0) & (merged["gap_fp"] > 0)]
     dropped = len(merged) - len(valid)
     note = f"{dropped} (cell, corruption) pairs with a non-positive gap left out" if dropped else ""
+    note = "; ".join(n for n in (note, left_out) if n)
     gaps_fp = valid.groupby("condition")["gap_fp"].apply(list).to_dict()
     gaps_bi = valid.groupby("condition")["gap_bi"].apply(list).to_dict()
     out = [
         _row(algo, "corruption_robustness", f"gap_ratio:{c}",
              100 * sum(f / b for f, b in zip(gaps_fp[c], gaps_bi[c], strict=True))
              / len(gaps_fp[c]),
-             inputs=_cell_names(rows[rows["condition"] == c]), excluded=excluded)
+             inputs=_cell_names(rows[rows["condition"] == c]), excluded=excluded, note=left_out)
         for c in sorted(gaps_fp)
     ]
     out.append(_row(algo, "corruption_robustness", "OM_robust",
@@ -209,7 +242,7 @@ def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = Non
                                         "storage_saving"])
     grid = sensitivity if sensitivity is not None else pd.DataFrame(
         columns=["task", "arch", "algorithm", "seed", "setting", "value", "train_status"])
-    usable, left_out = _usable(metrics)
+    usable, left_out = _usable(_mark_unreliable(metrics))
     fp_rows = usable[usable["algorithm"] == FP32]
     rows: list[dict] = []
     for algo in sorted(a for a in metrics["algorithm"].unique() if a != FP32):
@@ -220,7 +253,7 @@ def compute_tracks(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = Non
         rows += _efficiency(algo, mine, fp_rows, excluded, grid)
         rows += _inference(algo, latency)
     return pd.DataFrame(rows, columns=["algorithm", "track", "metric", "value", "status",
-                                       "inputs", "excluded", "note"])
+                                       "inputs", "excluded", "note", "at_chance"])
 
 
 def compute_tracks_over_seeds(metrics: pd.DataFrame, sensitivity: pd.DataFrame | None = None,

@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from bibench.catalog import FP32
+from bibench.metrics.quality import AT_CHANCE, NOT_CONVERGED
 from bibench.report.common import Stat, algorithm_order, png, pyplot
 from bibench.report.paper import cell_row, spearman
 
@@ -27,7 +28,8 @@ SHOWN = [("value", "metric (x100)", 100.0), ("relative_to_fp32", "of FP32 (%)", 
 
 def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     """Per (task, arch, algorithm): what is wrong with it ('' when nothing): a training status
-    other than ok, and any mark column another stage added, over every seed."""
+    other than ok, at chance or not converged in any seed (bibench.metrics.quality), and any
+    mark column another stage added."""
     marks: dict[tuple[str, str, str], str] = {}
     clean = metrics[metrics["condition"] == "clean"]
     extra = [c for c in MARK_COLUMNS if c in clean.columns]
@@ -35,6 +37,10 @@ def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
         found = sorted({s for s in rows["train_status"] if s != "ok"})
         for col in extra:
             found += sorted({str(v) for v in rows[col] if v and v == v and v != "ok"})
+        if "at_chance" in rows.columns and rows["at_chance"].fillna(False).any():
+            found.append(AT_CHANCE)
+        if "convergence" in rows.columns and (rows["convergence"] == NOT_CONVERGED).any():
+            found.append(NOT_CONVERGED)
         marks[key] = "; ".join(found)
     return marks
 

@@ -3,6 +3,7 @@ results/tracks.parquet, with the best and worst algorithm of each row marked."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -48,7 +49,11 @@ def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
             cells = part[part["metric"] == metric].set_index("algorithm")
             stats = {a: track_stat(cells.loc[a]) if a in cells.index else Stat(math.nan)
                      for a in algorithms}
-            best, worst = best_and_worst({a: s.mean for a, s in stats.items()})
+            chance = {a for a in algorithms
+                      if a in cells.index and json.loads(cells["at_chance"].get(a) or "[]")}
+            # a value built on cells at chance ranks noise: it is never marked best or worst
+            best, worst = best_and_worst({a: s.mean for a, s in stats.items()
+                                          if a not in chance})
             paper, source = _paper_for(track, metric, stands_in or {})
             rho, n = spearman({a: s.mean for a, s in stats.items()}, paper)
             rows.append({
@@ -58,6 +63,7 @@ def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
                 "cells": [{"text": stats[a].text(), "best": a in best, "worst": a in worst,
                            "paper": paper.get(a, math.nan),
                            "status": cells["status"].get(a, "not measured"),
-                           "note": cells["note"].get(a, "")} for a in algorithms],
+                           "note": cells["note"].get(a, ""), "at_chance": a in chance}
+                          for a in algorithms],
             })
     return {"algorithms": algorithms, "rows": rows}

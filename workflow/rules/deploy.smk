@@ -20,6 +20,8 @@ rule export:
         code=code("export"),
     log:
         "logs/export/{task}/{arch}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/export/{task}/{arch}/{algo}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=4000,

@@ -18,6 +18,8 @@ rule evaluate:
         code=code("evaluate"),
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{task}/{arch}/{algo}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=2000,

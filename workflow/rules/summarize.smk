@@ -19,6 +19,8 @@ rule aggregate:
         code=code("aggregate"),
     log:
         "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,6 +51,8 @@ rule report:
         code=code("report"),
     log:
         "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,0 +1,117 @@
+"""Benchmark: where a finished run's time went (target for the default config: at most 12 min of
+workflow time on a 2-core laptop, training at least 60% of the summed job time).
+
+Run from the repository root after `snakemake --cores 2 results/report.html`:
+    python bench/default_run.py [--run DIR] [--json]
+Reads the run's newest complete Snakemake log (.snakemake/log/) for the workflow time and every
+benchmarks/**/*.tsv (one per job: wall seconds `s`, `cpu_time`) for the job time per rule.
+Training is pretrain + binarize_finetune. Wall times of jobs that ran beside others on a busy
+machine are inflated; cpu_time is less so: both are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import platform
+import re
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+TRAINING_RULES = ("pretrain", "binarize_finetune")
+_ELAPSED = re.compile(r"^Elapsed time: (?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)", re.M)
+
+
+def workflow_seconds(run: Path) -> tuple[float, str]:
+    """Elapsed time of the newest Snakemake log that ran to completion, and its name."""
+    logs = sorted((run / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True)
+    for log in logs:
+        text = log.read_text(errors="replace")
+        match = _ELAPSED.search(text)
+        if match and "(100%) done" in text:
+            days, h, m, s = match.groups()
+            return int(days or 0) * 86400 + int(h) * 3600 + int(m) * 60 + float(s), log.name
+    raise SystemExit(f"{run}: no complete Snakemake log in .snakemake/log/")
+
+
+def _rule_of(path: Path, root: Path) -> str:
+    """benchmarks/<rule>/... or benchmarks/<rule>.tsv."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else path.stem
+
+
+def job_times(run: Path) -> dict[str, dict[str, float]]:
+    """Per rule: jobs, summed wall seconds and summed CPU seconds of its benchmark files."""
+    root = run / "benchmarks"
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0,
+                                                               "cpu_s": 0.0})
+    for path in sorted(root.rglob("*.tsv")):
+        with path.open() as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if not rows:
+            continue
+        entry = totals[_rule_of(path, root)]
+        entry["jobs"] += 1
+        entry["wall_s"] += float(rows[-1]["s"])
+        entry["cpu_s"] += float(rows[-1]["cpu_time"] or 0.0)
+    if not totals:
+        raise SystemExit(f"{run}: no benchmarks/**/*.tsv")
+    return dict(totals)
+
+
+def _cpu() -> dict[str, str]:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"model": platform.processor(), "isa": ""}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = set(fields.get("Flags", "").split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "amx_tile") if f in flags]
+    return {"model": fields.get("Model name", "").strip(), "isa": " ".join(isa),
+            "cpus": fields.get("CPU(s)", "").strip()}
+
+
+def summarize(run: Path) -> dict:
+    seconds, log = workflow_seconds(run)
+    rules = job_times(run)
+    wall = sum(r["wall_s"] for r in rules.values())
+    cpu = sum(r["cpu_s"] for r in rules.values())
+    train_wall = sum(rules[r]["wall_s"] for r in TRAINING_RULES if r in rules)
+    train_cpu = sum(rules[r]["cpu_s"] for r in TRAINING_RULES if r in rules)
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "cpu": _cpu(), "log": log,
+        "workflow_seconds": round(seconds, 1),
+        "jobs": int(sum(r["jobs"] for r in rules.values())),
+        "job_seconds": round(wall, 1), "job_cpu_seconds": round(cpu, 1),
+        "training_share": round(train_wall / wall, 3) if wall else float("nan"),
+        "training_share_cpu": round(train_cpu / cpu, 3) if cpu else float("nan"),
+        "rules": {name: {"jobs": int(r["jobs"]), "wall_s": round(r["wall_s"], 1),
+                         "cpu_s": round(r["cpu_s"], 1)}
+                  for name, r in sorted(rules.items(), key=lambda kv: -kv[1]["wall_s"])},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("."), help="the run's directory")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = summarize(args.run)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    minutes, secs = divmod(result["workflow_seconds"], 60)
+    print(f"workflow {int(minutes)} min {secs:.0f} s, {result['jobs']} jobs, "
+          f"{result['job_seconds']:.0f} s of job time; training "
+          f"{100 * result['training_share']:.0f}% (cpu time: "
+          f"{100 * result['training_share_cpu']:.0f}%)")
+    for name, r in result["rules"].items():
+        print(f"  {name:20s} {r['jobs']:4d} jobs {r['wall_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s "
+              f"({100 * r['wall_s'] / result['job_seconds']:.0f}%)")
+
+
+if __name__ == "__main__":
+    main()
