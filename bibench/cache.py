@@ -35,8 +35,9 @@ TRAINING = ("training/*.py",)
 CHECKPOINT = ("training/checkpoint.py",)
 PREDICTION = ("evaluation/predict.py", "evaluation/task_metrics.py",
               "evaluation/detection_metrics.py")
-EVALUATION = ("evaluation/*.py", "evaluation/frost/*")
-EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", *PREDICTION)
+EVALUATION = ("evaluation/*.py", "evaluation/frost/*", "metrics/quality.py")
+EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/quality.py",
+          *PREDICTION)
 LATENCY = ("latency/*.py", "catalog.py")
 AGGREGATE = ("metrics/*.py", "catalog.py", "models/__init__.py")
 REPORT = ("report/**/*", "metrics/aggregate.py", "metrics/tracks.py", "metrics/overall.py",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import Workflow
+from conftest import TINY_CONFIG, Workflow
 
 pytestmark = pytest.mark.workflow
 
@@ -94,9 +94,15 @@ def test_deleting_a_cell_folder_replans_it_for_the_report_target(finished):
 
 # --------------------------------------------------------------------------- code edits
 
-ALL_CELLS = _jobs(pretrain=2, binarize_finetune=2, sensitivity=4, evaluate=4, export=4,
-                  latency=4)
-BINARIZED = _jobs(binarize_finetune=2, sensitivity=2, evaluate=2, export=2, latency=2)
+# The tiny grid: 2 tasks x 1 architecture x (fp32, bnn) x its seeds; the sensitivity grid:
+# digits x 2 settings x (fp32, bnn) x 1 seed.
+_SEEDS = len(yaml.safe_load(TINY_CONFIG.read_text())["seeds"])
+_TRAINED = 2 * _SEEDS  # pretrain jobs, and binarize_finetune jobs (one binarized algorithm)
+_CELLS = 2 * _TRAINED  # cells, fp32 and bnn
+ALL_CELLS = _jobs(pretrain=_TRAINED, binarize_finetune=_TRAINED, sensitivity=4, evaluate=_CELLS,
+                  export=_CELLS, latency=_CELLS)
+BINARIZED = _jobs(binarize_finetune=_TRAINED, sensitivity=2, evaluate=_TRAINED,
+                  export=_TRAINED, latency=_TRAINED)
 EDITS = {
     "algorithms/base.py": BINARIZED,
     "binarize.py": BINARIZED,
@@ -105,9 +111,9 @@ EDITS = {
     "models/vgg.py": {},  # an architecture the grid does not use
     "data/embedded/images.py": ALL_CELLS,  # MNIST and digits
     "data/embedded/speech.py": {},  # a modality the grid does not use
-    "evaluation/corruptions.py": _jobs(evaluate=4),
-    "export/openvino.py": _jobs(export=4, latency=4),
-    "latency/devices.py": _jobs(latency=4),
+    "evaluation/corruptions.py": _jobs(evaluate=_CELLS),
+    "export/openvino.py": _jobs(export=_CELLS, latency=_CELLS),
+    "latency/devices.py": _jobs(latency=_CELLS),
     "metrics/tracks.py": _jobs(),
     "report/hardware.py": {"report": 1, "all": 1},
 }
