@@ -25,10 +25,12 @@ TIMING_COLUMNS = frozenset({
     "epoch_seconds", "train_seconds", "train_wall_seconds", "train_seconds_per_epoch",
     "median_ms", "p10_ms", "p90_ms", "fp32_median_ms", "fp32_p10_ms", "fp32_p90_ms",
     "speedup_vs_fp32", "latency_median_ms", "latency_speedup_vs_fp32",
+    "reference_median_ms", "reference_speedup_vs_fp32",
 })
 # Rows of a table whose values derive from timing: (table file name, column, values).
 TIMING_ROWS = {
     "tracks.parquet": ("metric", frozenset({"time_ratio", "OM_train", "speedup", "OM_infer"})),
+    "summary.parquet": ("quantity", TIMING_COLUMNS),
 }
 # Cells that differ between two runs of the same code: the ONNX file of the OpenVINO form
 # shares equal constants through Identity nodes, and which copy is kept varies from process to

@@ -166,7 +166,7 @@ def _status(wf: Workflow, *args: str) -> list[dict]:
 
 def test_status_says_why_each_cell_is_stale(finished):
     status = _status(finished)
-    assert len(status) == 4 + 4  # cells, sensitivity runs
+    assert len(status) == 2 * 2 * _SEEDS + 4  # cells (2 tasks x fp32, bnn x seeds), sensitivity
     assert {s["state"] for s in status.values()} == {"up to date"}, status
 
     path, hidden = _aside(finished, BNN + "eval.parquet")
@@ -253,7 +253,8 @@ def test_a_damaged_checkpoint_stops_its_readers_with_one_message(tiny_run, tmp_p
 
 TIMING = {"epoch_seconds", "train_seconds", "train_wall_seconds", "train_seconds_per_epoch",
           "median_ms", "p10_ms", "p90_ms", "fp32_median_ms", "fp32_p10_ms", "fp32_p90_ms",
-          "speedup_vs_fp32", "latency_median_ms", "latency_speedup_vs_fp32"}
+          "speedup_vs_fp32", "latency_median_ms", "latency_speedup_vs_fp32",
+          "reference_median_ms", "reference_speedup_vs_fp32"}
 
 
 def _tables(root: Path) -> dict[str, pd.DataFrame]:
@@ -263,6 +264,8 @@ def _tables(root: Path) -> dict[str, pd.DataFrame]:
         if path.name == "tracks.parquet":  # values from timings: the inference/training tracks
             frame = frame[~frame["track"].isin(["hardware_inference", "training_consumption"])]
             frame = frame.reset_index(drop=True)
+        if path.name == "summary.parquet":  # seed means of timings
+            frame = frame[~frame["quantity"].isin(TIMING)].reset_index(drop=True)
         if path.name == "export.parquet":  # the OpenVINO form's intermediate ONNX varies with
             # Python's hash seed (as in test_slurm.py): a few bytes between any two runs
             frame.loc[frame["form"] == "openvino_binary", "file_bytes"] = -1

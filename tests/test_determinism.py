@@ -18,7 +18,7 @@ def _cell(folder):
     """Pretrain, binarize+finetune (BNN) and evaluate one cell into `folder`."""
     folder.mkdir()
     common = {"task": "digits", "arch": "resnet20", "seed": 3, "dataset": DATASET,
-              "device": "cpu", "threads": 1, "code": "c"}
+              "device": "cpu", "determinism": "warn", "threads": 1, "code": "c"}
     pretrain(**common, settings=SETTINGS, model=str(folder / "fp.pt"),
              table=str(folder / "fp.parquet"))
     finetune(**common, algorithm="bnn", settings={**SETTINGS, "epochs": 1},

@@ -130,12 +130,12 @@ def test_cells_at_chance_are_marked_and_left_out_of_robustness(tiny_run):
 
     results = tiny_run.root / "results"
     metrics = read_table(results / "metrics.parquet", "metrics")
-    clean = metrics[metrics["condition"] == "clean"].set_index(["task", "algorithm"])
+    clean = metrics[metrics["condition"] == "clean"].set_index(["task", "algorithm", "seed"])
     assert (clean["chance_value"] > 0.09).all() and (clean["chance_value"] < 0.2).all()
     assert (clean["at_chance"] == (clean["value"] <= clean["chance_value"] + 0.05)).all()
-    assert clean.loc[("mnist", "bnn"), "at_chance"], clean[["value", "chance_value"]]
+    assert clean.loc[("mnist", "bnn", 0), "at_chance"], clean[["value", "chance_value"]]
     assert set(clean["convergence"]) <= {"converged", "not converged"}
-    assert clean.loc[("mnist", "bnn"), "convergence"] == "not converged"  # one epoch
+    assert clean.loc[("mnist", "bnn", 0), "convergence"] == "not converged"  # one epoch
     tracks = read_table(results / "tracks.parquet", "tracks")
     bnn = tracks[tracks["algorithm"] == "bnn"].set_index("metric")
     assert "mnist/resnet20/bnn/0 (at chance)" in json.loads(bnn.loc["OM_robust", "excluded"])
