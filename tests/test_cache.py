@@ -167,7 +167,8 @@ def _status(wf: Workflow, *args: str) -> list[dict]:
 def test_status_says_why_each_cell_is_stale(finished):
     status = _status(finished)
     assert len(status) == 2 * 2 * _SEEDS + 4  # cells (2 tasks x fp32, bnn x seeds), sensitivity
-    assert {s["state"] for s in status.values()} == {"up to date"}, status
+    # nothing stale: every cell is up to date (the tiny grid's cells may also be at chance)
+    assert {s["state"] for s in status.values()} <= {"up to date", "at chance"}, status
 
     path, hidden = _aside(finished, BNN + "eval.parquet")
     try:
@@ -176,7 +177,7 @@ def test_status_says_why_each_cell_is_stale(finished):
         os.rename(hidden, path)
     assert status["mnist/resnet20/bnn/seed0"]["state"] == "stale"
     assert status["mnist/resnet20/bnn/seed0"]["why"] == [f"missing file {BNN}eval.parquet"]
-    assert status["mnist/resnet20/fp32/seed0"]["state"] == "up to date"
+    assert status["mnist/resnet20/fp32/seed0"]["state"] in ("up to date", "at chance")
 
     source = finished.root / "bibench" / "binarize.py"
     text, before = source.read_text(), source.stat()
