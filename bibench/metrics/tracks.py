@@ -70,24 +70,27 @@ def _usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return frame[ok], frame[~ok]
 
 
+def _relative_rows(algo: str, clean: pd.DataFrame, group: str, track: str,
+                   excluded: list[str], out: list[dict]) -> dict[str, list[float]]:
+    """One `relative:<group value>` row per task or family (mean relative accuracy, x100),
+    appended to `out`; returns the relative accuracies per group for the overall metric."""
+    by_group = clean.groupby(group)["relative_to_fp32"].apply(list).to_dict()
+    for key, values in sorted(by_group.items()):
+        mine = clean[clean[group] == key]
+        out.append(_row(algo, track, f"relative:{key}", 100 * sum(values) / len(values),
+                        inputs=_cell_names(mine), excluded=excluded,
+                        chance=_chance_names(mine)))
+    return by_group
+
+
 def _accuracy_tracks(algo: str, rows: pd.DataFrame, excluded: list[str]) -> list[dict]:
     clean = rows[rows["condition"] == "clean"]
     out = []
-    by_task = clean.groupby("task")["relative_to_fp32"].apply(list).to_dict()
-    for task, values in sorted(by_task.items()):
-        mine = clean[clean["task"] == task]
-        out.append(_row(algo, "learning_task", f"relative:{task}",
-                        100 * sum(values) / len(values), inputs=_cell_names(mine),
-                        excluded=excluded, chance=_chance_names(mine)))
+    by_task = _relative_rows(algo, clean, "task", "learning_task", excluded, out)
     out.append(_row(algo, "learning_task", "OM_task",
                     100 * om_task(by_task) if by_task else float("nan"),
                     inputs=_cell_names(clean), excluded=excluded, chance=_chance_names(clean)))
-    by_family = clean.groupby("family")["relative_to_fp32"].apply(list).to_dict()
-    for family, values in sorted(by_family.items()):
-        mine = clean[clean["family"] == family]
-        out.append(_row(algo, "neural_architecture", f"relative:{family}",
-                        100 * sum(values) / len(values), inputs=_cell_names(mine),
-                        excluded=excluded, chance=_chance_names(mine)))
+    by_family = _relative_rows(algo, clean, "family", "neural_architecture", excluded, out)
     # Eq. 3 averages over the three families; a family the grid lacks is not invented.
     note = "" if len(by_family) == 3 else f"families measured: {', '.join(sorted(by_family))}"
     out.append(_row(algo, "neural_architecture", "OM_arch",
