@@ -6,6 +6,12 @@ load average, the command and the result:
 
     python bench/measurements.py record latency -- python bench/latency.py --reference --json
 
+Keep a result measured on another machine (a GPU machine of the device tool, say): NAME, the
+JSON file it printed, the machine in words and the command that ran there:
+
+    python bench/measurements.py import train_step_cuda out.json --machine "1x NVIDIA H200" \
+        --command "python bench/train_step.py --device cuda --json"
+
 Rebuild the tables of docs/measurements.md from every bench/results/*.json (the text between a
 benchmark's markers is replaced; a benchmark without markers gets a new section at the end):
 
@@ -72,6 +78,27 @@ def record(name: str, command: list[str], results: Path = RESULTS, note: str = "
     return path
 
 
+def import_result(name: str, source: Path, machine: str, command: str,
+                  results: Path = RESULTS, note: str = "") -> Path:
+    """Keep a JSON result measured elsewhere as results/NAME.json, dated now, with the
+    machine as given instead of this one's CPU facts."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise SystemExit(f"benchmark name {name!r}: lower-case letters, digits and _")
+    try:
+        result = json.loads(source.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SystemExit(f"{source}: no JSON result ({err})") from None
+    date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    entry = {"benchmark": name, "date": date, "command": command, "machine": machine,
+             "result": result}
+    if note:
+        entry["note"] = note
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return path
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -82,28 +109,41 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _tables(result: dict[str, Any]) -> list[str]:
+    """Scalars as one key/value table; objects of scalars as the rows of one table; an object
+    of objects (train_step's `algorithms`) as a table of its own, under its key."""
+    scalars = {k: v for k, v in result.items() if not isinstance(v, dict)}
+    rows = {k: v for k, v in result.items()
+            if isinstance(v, dict) and not any(isinstance(x, dict) for x in v.values())}
+    lines: list[str] = []
+    if scalars:
+        lines += ["| | value |", "|---|---|"]
+        lines += [f"| {key} | {_cell(value)} |" for key, value in scalars.items()]
+    if rows:
+        columns = list(dict.fromkeys(k for row in rows.values() for k in row))
+        lines += [""] if lines else []
+        lines += ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        lines += [f"| {key} | " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |"
+                  for key, row in rows.items()]
+    for key, value in result.items():
+        if isinstance(value, dict) and key not in rows:
+            lines += ([""] if lines else []) + [f"{key}:", ""] + _tables(value)
+    return lines
+
+
 def render(entry: dict[str, Any]) -> str:
     """The block of one benchmark: where and when it was measured, then its result as a table
     (one row per key; a key whose value is an object gets a column per field)."""
     load = ", ".join(str(v) for v in entry.get("load_average", []))
-    lines = [f"Measured {entry['date']} on {entry['cpu_model']} ({entry['cores']} cores; ISA: "
-             f"{entry['isa'] or 'n/a'}; load average {load or 'n/a'}) with "
-             f"`{entry['command']}`."]
+    where = entry.get("machine") or (
+        f"{entry['cpu_model']} ({entry['cores']} cores; ISA: {entry['isa'] or 'n/a'}; "
+        f"load average {load or 'n/a'})")
+    lines = [f"Measured {entry['date']} on {where} with `{entry['command']}`."]
     if entry.get("note"):
         lines.append(f"{entry['note']}")
     result = entry["result"]
     lines.append("")
-    if isinstance(result, dict) and result and all(isinstance(v, dict) for v in result.values()):
-        columns = list(dict.fromkeys(k for row in result.values() for k in row))
-        lines += ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-        for key, row in result.items():
-            lines.append(f"| {key} | " + " | ".join(_cell(row.get(c, "")) for c in columns)
-                         + " |")
-    elif isinstance(result, dict):
-        lines += ["| | value |", "|---|---|"]
-        lines += [f"| {key} | {_cell(value)} |" for key, value in result.items()]
-    else:
-        lines.append(f"`{_cell(result)}`")
+    lines += _tables(result) if isinstance(result, dict) else [f"`{_cell(result)}`"]
     return "\n".join(lines)
 
 
@@ -129,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("name")
     rec.add_argument("--note", default="", help="what the reader must know about this run")
     rec.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
+    imp = sub.add_parser("import", help="keep a JSON result measured on another machine")
+    imp.add_argument("name")
+    imp.add_argument("source", type=Path, help="the JSON file the benchmark printed")
+    imp.add_argument("--machine", required=True, help="where it ran, in words")
+    imp.add_argument("--command", required=True, help="the command that ran there")
+    imp.add_argument("--note", default="", help="what the reader must know about this run")
     reb = sub.add_parser("rebuild", help="rebuild docs/measurements.md from the JSON files")
     reb.add_argument("--check", action="store_true", help="exit 1 if the page is out of date")
-    for p in (rec, reb):
+    for p in (rec, imp, reb):
         p.add_argument("--results", type=Path, default=RESULTS)
     reb.add_argument("--doc", type=Path, default=DOC)
     args = parser.parse_args(argv)
@@ -140,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         if not command:
             parser.error("record: give the command after --")
         print(record(args.name, command, args.results, args.note))
+        return 0
+    if args.action == "import":
+        print(import_result(args.name, args.source, args.machine, args.command, args.results,
+                            args.note))
         return 0
     old = args.doc.read_text()
     new = rebuild(old, args.results)

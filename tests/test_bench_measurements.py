@@ -36,6 +36,26 @@ def test_record_refuses_output_that_is_not_json(tmp_path):
     assert not (tmp_path / "toy.json").exists()
 
 
+def test_import_keeps_a_result_from_another_machine_with_that_machine(tmp_path):
+    source = tmp_path / "device" / "out.json"
+    source.parent.mkdir()
+    source.write_text(json.dumps({"fp32": {"step_ms": 14.6}}))
+    proc = _run("import", "--results", str(tmp_path), "gpu_toy", str(source),
+                "--machine", "1x Fake GPU", "--command", "python bench/x.py --device cuda")
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((tmp_path / "gpu_toy.json").read_text())
+    assert entry["machine"] == "1x Fake GPU" and "cpu_model" not in entry
+    assert entry["result"] == {"fp32": {"step_ms": 14.6}}
+    doc = tmp_path / "m.md"
+    doc.write_text("# M\n")
+    assert _run("rebuild", "--results", str(tmp_path), "--doc", str(doc)).returncode == 0
+    assert "on 1x Fake GPU with `python bench/x.py --device cuda`." in doc.read_text()
+    (source.parent / "bad.json").write_text("not json")
+    proc = _run("import", "--results", str(tmp_path), "bad", str(source.parent / "bad.json"),
+                "--machine", "m", "--command", "c")
+    assert proc.returncode != 0 and "no JSON result" in proc.stderr
+
+
 def test_rebuild_replaces_the_blocks_and_keeps_the_prose(tmp_path):
     results = tmp_path / "results"
     results.mkdir()

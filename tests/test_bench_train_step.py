@@ -102,3 +102,37 @@ def test_determinism_check_agrees_with_itself_on_cpu_and_sees_a_changed_weight(t
     torch.save(blob, tmp_path / "pretrain2" / "model.pt")
     assert compare(tmp_path / "pretrain1", tmp_path / "pretrain2")["max_weight_diff"] == (
         pytest.approx(0.5))
+
+
+def test_gpu_hours_extrapolates_an_unmeasured_architecture_from_its_flops(tmp_path):
+    import importlib.util
+    import math
+
+    spec = importlib.util.spec_from_file_location("gpu_hours", REPO / "bench" / "gpu_hours.py")
+    gpu_hours = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_hours)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / "rn20.json").write_text(json.dumps({
+        "arch": "resnet20", "batch": 100, "device_model": "Fake GPU",
+        "fp32": {"step_ms": 360.0, "samples_per_s": 100 / 0.36},
+        "algorithms": {"bnn": {"step_ms": 720.0, "ratio_vs_fp32": 2.0}}}))
+    proc = _bench("gpu_hours.py", "--config", str(tmp_path / "config.yaml"),
+                  str(tmp_path / "rn20.json"), "--json", "--extrapolate")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    vgg = result["per_task_arch"]["cifar/vgg_small"]
+    assert vgg["extrapolated"] and vgg["ratios_from"] == "resnet20"
+    assert result["not_measured"] == [] and "extrapolated" not in result["per_task_arch"][
+        "cifar/resnet20"]
+    # vgg_small's FP32 step: its FLOPs at resnet20's measured FLOP rate, at least resnet20's
+    # step (the floor); bnn twice that. Jobs as in the test above.
+    ms_per_sample = 0.36e3 / 100 * (gpu_hours.training_flops("vgg_small")
+                                     / gpu_hours.training_flops("resnet20"))
+    def step(batch):
+        return max(360.0, ms_per_sample * batch) / 1e3
+    seconds = 2 * (2 * 500 * step(100) + 1000 * 2 * step(50))  # two seeds
+    seconds += 2 * (500 * step(100) + 1000 * 2 * step(50))  # two sensitivity settings
+    assert vgg["gpu_hours"] == pytest.approx(seconds / 3600, abs=0.01)
+    assert vgg["gpu_hours"] > result["per_task_arch"]["cifar/resnet20"]["gpu_hours"]
+    assert result["extrapolated_gpu_hours"] == pytest.approx(vgg["gpu_hours"], abs=0.01)
+    assert not math.isnan(result["total_gpu_hours"])

@@ -178,6 +178,19 @@ def test_qonnx_predict_leaves_the_environment_as_it_found_it(trained, tmp_path, 
     assert os.environ["SANITIZE_QUANT_TENSORS"] == "1"
 
 
+def test_onnx_newer_than_onnxruntime_is_named_as_the_cause(trained, tmp_path, monkeypatch):
+    # Seen on a GPU machine whose onnx wrote IR 14 and onnxruntime read 13 (docs/gpu.md).
+    import onnx
+
+    models, x = trained
+    path = tmp_path / "model.qonnx.onnx"
+    export_qonnx(models["bnn"], x[:2], path)
+    monkeypatch.setattr(onnx, "IR_VERSION", 99)
+    with pytest.raises(RuntimeError, match=r"writes ONNX IR version 99, which onnxruntime .* "
+                       r"cannot load .*matching releases"):
+        qonnx_predict(path, x[:2].numpy())
+
+
 def test_deployability_decided_by_trying_matches_paper(forms):
     for algo, (form, out_dir) in forms.items():
         facts = get_algorithm(algo).deployment

@@ -500,6 +500,17 @@ def _fold_static_shapes(model) -> None:
     model.graph_changed()
 
 
+def _ir_mismatch(message: str) -> str:
+    """Why qonnx's per-node models fail to load: onnx newer than onnxruntime."""
+    import onnx
+    import onnxruntime
+
+    return (f"onnx {onnx.__version__} writes ONNX IR version {onnx.IR_VERSION}, which "
+            f"onnxruntime {onnxruntime.__version__} cannot load ({message.splitlines()[-1]}): "
+            "install onnx and onnxruntime of matching releases (pip install -U onnxruntime, "
+            "or an older onnx)")
+
+
 def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
     """Run a QONNX file with qonnx's reference executor (custom ops in numpy, standard nodes
     one by one in onnxruntime): an engine independent of PyTorch and of our exporter."""
@@ -528,6 +539,10 @@ def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
             model = model.transform(InferShapes(), make_deepcopy=False, cleanup=False)
             _fold_static_shapes(model)
             return execute_onnx(model, {inp: np.ascontiguousarray(x)})[out]
+    except Exception as err:
+        if "Unsupported model IR version" not in str(err):
+            raise
+        raise RuntimeError(_ir_mismatch(str(err))) from err
     finally:
         if sanitize is None:
             del os.environ["SANITIZE_QUANT_TENSORS"]
