@@ -24,6 +24,34 @@ def test_pointcloud():
     assert norms.max() < 1.1 and (norms.max(1).values > 0.9).all()  # unit-ball normalised
 
 
+def test_pointcloud_rotation_is_about_the_up_axis_unless_so3(monkeypatch):
+    """Upright shapes spun about z (ModelNet40's protocol) by default; any 3D rotation with
+    rotation: so3; anything else is refused."""
+    import numpy as np
+
+    calls = []
+
+    def spy(name, rotations):
+        def rotate(rng, n):
+            calls.append(name)
+            return rotations(rng, n)
+        return rotate
+
+    monkeypatch.setitem(points.ROTATIONS, "z", spy("z", points._z_rotations))
+    monkeypatch.setitem(points.ROTATIONS, "so3", spy("so3", points._random_rotations))
+    points._pointcloud_arrays.cache_clear()
+    upright = points.pointcloud_embedded(train_per_class=4, test_per_class=1, n_points=64)
+    spun = points.pointcloud_embedded(train_per_class=4, test_per_class=1, n_points=64,
+                                      rotation="so3")
+    points._pointcloud_arrays.cache_clear()
+    assert calls == ["z", "so3"]
+    assert "rotation about z" in upright.source and "SO(3)" in spun.source
+    r = points._z_rotations(np.random.default_rng(0), 5)
+    assert np.allclose(r[:, 2], [0, 0, 1]) and np.allclose(r[:, :, 2], [0, 0, 1])
+    with pytest.raises(ValueError, match="rotation 'x' is not one of"):
+        points.pointcloud_embedded(train_per_class=4, test_per_class=1, rotation="x")
+
+
 def test_pointcloud_classes_are_separable_by_simple_features():
     """Sanity: the shapes differ; a nearest-centroid classifier on sorted radii beats chance."""
     d = load("pointcloud_embedded")
