@@ -1,4 +1,4 @@
-"""Benchmark: how long `snakemake -n` takes to plan (target: under 5 s on a finished run).
+"""Benchmark: how long `snakemake -n` takes to plan (target: under 3 s on a finished run).
 
 Run from the repository root after `snakemake --cores 2 results/report.html`:
     python bench/dry_run.py [--configfile FILE] [--repeats 3]

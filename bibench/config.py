@@ -7,6 +7,7 @@ then names that the schema cannot know (algorithms, which plugins may add) are c
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -44,10 +45,29 @@ def _message(error: jsonschema.ValidationError) -> str:
     return error.message
 
 
+# libyaml's loader where PyYAML has it: the schema is read at every Snakemake parse (dry runs).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file as plain data (safe loader)."""
+    return yaml.load(Path(path).read_text(), Loader=_YAML_LOADER)
+
+
+@functools.lru_cache(maxsize=4)
+def _schema(path: str, mtime_ns: int) -> dict[str, Any]:
+    """The schema file, parsed once per content version (the key holds its mtime)."""
+    return read_yaml(path)
+
+
+def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """The config schema (shared: treat as read-only)."""
+    return _schema(str(schema_path), Path(schema_path).stat().st_mtime_ns)
+
+
 def schema_errors(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> list[str]:
     """Every schema violation as 'config key a.b.c: problem'."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     return [f"config key {_where(e)}: {_message(e)}" for e in errors]
 
@@ -127,14 +147,14 @@ def check_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH
     problems = schema_errors(config, schema_path) or semantic_errors(config)
     if problems:
         raise ConfigError("invalid bibench config:\n  " + "\n  ".join(problems))
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     _fill_defaults(config, schema, schema)
     return config
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and check a config file (for `bibench status`; the workflow uses check_config)."""
-    return check_config(yaml.safe_load(Path(path).read_text()) or {})
+    return check_config(read_yaml(path) or {})
 
 
 def config_hash(settings: Any) -> str:
