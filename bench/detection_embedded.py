@@ -1,18 +1,20 @@
-"""FP32 (and optionally binarized) detectors on the embedded MNIST-scenes task: VOC07 mAP after
-training, next to the mAP of random boxes on the same test set.
+"""Detectors on the embedded MNIST-scenes task: VOC07 mAP of the FP32 detector after training
+and of each binarized one finetuned from it (the pipeline's recipe), next to the mAP of random
+boxes on the same test set.
 
 Usage: python bench/detection_embedded.py [--arch ssd300_vgg16_small] [--epochs 12]
-       [--algorithm fp32] [--out bench/results/detection_embedded.json]
+       [--finetune bnn reactnet] [--finetune-epochs 12] [--finetune-lr 1e-3] [--json]
+Keep a result with `python bench/measurements.py record detection_embedded -- python
+bench/detection_embedded.py ... --json` (docs/measurements.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,40 +40,51 @@ def random_boxes(targets: torch.Tensor, num_classes: int, per_image: int, size: 
     return out
 
 
+def _map(model: torch.nn.Module, data) -> float:
+    return voc07_map_metric(predict(model, data.x_test, batch_size=32), data.y_test)
+
+
+def _train(model: torch.nn.Module, data, epochs: int, lr: float, batch_size: int) -> dict:
+    start = time.perf_counter()
+    records = train(model, data.x_train, data.y_train,
+                    TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr), seed=0,
+                    device=torch.device("cpu"), task_type="detection")
+    return {"epochs": epochs, "lr": lr, "train_seconds": round(time.perf_counter() - start, 1),
+            "losses": [round(r["loss"], 4) for r in records], "status": records[-1]["status"],
+            "voc07_map": _map(model, data)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", default="ssd300_vgg16_small")
-    parser.add_argument("--algorithm", default="fp32")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--finetune", nargs="*", default=[], help="binarized algorithms")
+    parser.add_argument("--finetune-epochs", type=int, default=12)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="bench/results/detection_embedded.json")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_dataset("mnist_detection_embedded")
-    model = build_cell_model(args.arch, args.algorithm, data.input_shape, data.num_classes)
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    start = time.perf_counter()
-    records = train(model, data.x_train, data.y_train, settings, seed=0,
-                    device=torch.device("cpu"), task_type="detection")
-    seconds = time.perf_counter() - start
-    value = voc07_map_metric(predict(model, data.x_test, batch_size=32), data.y_test)
-    baselines = {n: voc07_map_metric(random_boxes(data.y_test, data.num_classes, n, 96),
-                                     data.y_test) for n in (10, 100)}
-    result = {"arch": args.arch, "algorithm": args.algorithm, "epochs": args.epochs,
-              "lr": args.lr, "batch_size": args.batch_size, "train_seconds": round(seconds, 1),
-              "final_loss": records[-1]["loss"], "status": records[-1]["status"],
-              "voc07_map": value, "random_boxes_voc07_map": baselines,
-              "cpu": platform.processor() or platform.machine(), "threads": args.threads,
-              "date": time.strftime("%Y-%m-%d")}
-    print(json.dumps(result, indent=1))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(out.read_text()) if out.exists() else []
-    out.write_text(json.dumps([*existing, result], indent=1) + "\n")
+    fp32 = build_cell_model(args.arch, "fp32", data.input_shape, data.num_classes)
+    result = {"arch": args.arch, "batch_size": args.batch_size, "threads": args.threads,
+              "train_scenes": len(data.x_train), "test_scenes": len(data.x_test),
+              "random_boxes_voc07_map": {
+                  f"{n}_per_image": voc07_map_metric(
+                      random_boxes(data.y_test, data.num_classes, n, 96), data.y_test)
+                  for n in (10, 100)},
+              "fp32": _train(fp32, data, args.epochs, args.lr, args.batch_size)}
+    for algorithm in args.finetune:
+        torch.manual_seed(0)
+        net = build_cell_model(args.arch, algorithm, data.input_shape, data.num_classes,
+                               copy.deepcopy(fp32))
+        result[algorithm] = _train(net, data, args.finetune_epochs, args.finetune_lr,
+                                   args.batch_size)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
