@@ -4,8 +4,9 @@
 # Then one device call, in the repository root:
 #   run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=540)
 # Budget: about 5 minutes on one H200 with 16 cores (2026-11-28), plus the machine's start.
-# Everything it finds goes to $OUT (at most 8 files): device_check.log, determinism.json, train_step_*.json, tiny_rows.json,
-# tiny_results.tar.gz. A step that fails is reported in the log and the next one still runs.
+# Everything it finds goes to $OUT (at most 8 files): device_check.log, determinism.json,
+# train_step_*.json, tiny_rows.json, tiny_results.tar.gz (tables and logs, no models). A step
+# that fails is reported in the log and the next one still runs. TINY_ONLY=1 runs step 1 alone.
 set -uo pipefail
 OUT=${OUT:-$PWD/device-out}
 mkdir -p "$OUT"
@@ -92,7 +93,8 @@ Path(out).write_text(json.dumps(summary, indent=1))
 print(json.dumps(summary, indent=1))
 sys.exit(1 if bad else 0)
 EOF
-tar -C "$WF" -czf "$OUT/tiny_results.tar.gz" --exclude="*.pt" --exclude="*.onnx" --exclude=openvino results logs 2>/dev/null || true
+tar -C "$WF" -czf "$OUT/tiny_results.tar.gz" --exclude="*.pt" --exclude="*.onnx" \
+    --exclude=openvino results logs 2>/dev/null || true
 
 if [ "${TINY_ONLY:-0}" != 1 ]; then  # TINY_ONLY=1: a rerun of step 1 alone
 # 2. the CPU-testable parts again, plus the test that needs the GPU (device model in rows)
@@ -110,8 +112,6 @@ step train_step_resnet20_bf16 90 bash -c "'$PY' bench/train_step.py --device cud
 step train_step_resnet18_imagenet 120 bash -c "'$PY' bench/train_step.py --device cuda \
     --threads 8 --arch resnet18_imagenet --input-shape 3 224 224 --classes 1000 --batch 256 \
     --steps 5 --json > '$OUT/train_step_resnet18_imagenet.json'"
-
-
 fi
 
 echo "=== done $(date -u +%T); failed steps: ${FAILED[*]:-none}"

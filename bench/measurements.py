@@ -132,8 +132,8 @@ def _tables(result: dict[str, Any]) -> list[str]:
 
 
 def render(entry: dict[str, Any]) -> str:
-    """The block of one benchmark: where and when it was measured, then its result as a table
-    (one row per key; a key whose value is an object gets a column per field)."""
+    """The block of one benchmark: where and when it was measured (this host's CPU facts, or
+    the machine an imported result names), then its result as tables (`_tables`)."""
     load = ", ".join(str(v) for v in entry.get("load_average", []))
     where = entry.get("machine") or (
         f"{entry['cpu_model']} ({entry['cores']} cores; ISA: {entry['isa'] or 'n/a'}; "
