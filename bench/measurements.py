@@ -55,12 +55,29 @@ def cpu_facts() -> dict[str, Any]:
             "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise SystemExit(f"benchmark name {name!r}: lower-case letters, digits and _")
+
+
+def _utc(moment: dt.datetime) -> str:
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _keep(name: str, entry: dict[str, Any], note: str, results: Path) -> Path:
+    """Write results/NAME.json: the benchmark's name, `entry`, the note if any."""
+    entry = {"benchmark": name, **entry, **({"note": note} if note else {})}
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps(entry, indent=1) + "\n")
+    return path
+
+
 def record(name: str, command: list[str], results: Path = RESULTS, note: str = "") -> Path:
     """Run `command` (in the current directory), read its JSON from stdout, write
     results/NAME.json; return the path."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise SystemExit(f"benchmark name {name!r}: lower-case letters, digits and _")
-    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    _check_name(name)
+    started = dt.datetime.now(dt.UTC)
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -68,35 +85,21 @@ def record(name: str, command: list[str], results: Path = RESULTS, note: str = "
         result = json.loads(proc.stdout)
     except json.JSONDecodeError as err:
         raise SystemExit(f"{' '.join(command)} printed no JSON ({err}): pass --json") from None
-    entry = {"benchmark": name, "date": started.isoformat().replace("+00:00", "Z"),
-             "command": " ".join(command), **cpu_facts(), "result": result}
-    if note:
-        entry["note"] = note
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"{name}.json"
-    path.write_text(json.dumps(entry, indent=1) + "\n")
-    return path
+    return _keep(name, {"date": _utc(started), "command": " ".join(command), **cpu_facts(),
+                        "result": result}, note, results)
 
 
 def import_result(name: str, source: Path, machine: str, command: str,
                   results: Path = RESULTS, note: str = "") -> Path:
     """Keep a JSON result measured elsewhere as results/NAME.json, dated now, with the
     machine as given instead of this one's CPU facts."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-        raise SystemExit(f"benchmark name {name!r}: lower-case letters, digits and _")
+    _check_name(name)
     try:
         result = json.loads(source.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise SystemExit(f"{source}: no JSON result ({err})") from None
-    date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    entry = {"benchmark": name, "date": date, "command": command, "machine": machine,
-             "result": result}
-    if note:
-        entry["note"] = note
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"{name}.json"
-    path.write_text(json.dumps(entry, indent=1) + "\n")
-    return path
+    return _keep(name, {"date": _utc(dt.datetime.now(dt.UTC)), "command": command,
+                        "machine": machine, "result": result}, note, results)
 
 
 def _cell(value: Any) -> str:
