@@ -1,6 +1,6 @@
-# bibench: pretrain -> binarize+finetune -> evaluate -> export (ONNX, QONNX, OpenVINO binary;
-# complexity) -> latency (devices x engines x threads) -> aggregate -> report. One Parquet file
-# per benchmark cell; see README.md and docs/design.md.
+# bibench: pretrain -> binarize+finetune -> evaluate (clean, corrupted; export to ONNX, QONNX,
+# OpenVINO binary; complexity: one job per cell) -> latency (devices x engines x threads)
+# -> aggregate -> report. One Parquet file per benchmark cell; see README.md, docs/design.md.
 import sys
 
 sys.path.insert(0, workflow.basedir)  # use this checkout's bibench even if not installed

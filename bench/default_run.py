@@ -43,11 +43,19 @@ def _rule_of(path: Path, root: Path) -> str:
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def job_times(run: Path) -> dict[str, dict[str, float]]:
-    """Per rule: jobs, summed wall seconds and summed CPU seconds of its benchmark files."""
+def _task_of(path: Path, root: Path) -> str:
+    """benchmarks/<rule>/<task>/...; "" for a job of the whole grid."""
+    parts = path.relative_to(root).parts
+    return parts[1] if len(parts) > 2 else ""
+
+
+def job_times(run: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """Per rule: jobs, summed wall seconds and summed CPU seconds of its benchmark files; and
+    per task, the summed wall seconds of each rule (which task the time goes to)."""
     root = run / "benchmarks"
     totals: dict[str, dict[str, float]] = defaultdict(lambda: {"jobs": 0, "wall_s": 0.0,
                                                                "cpu_s": 0.0})
+    per_task: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for path in sorted(root.rglob("*.tsv")):
         with path.open() as f:
             rows = list(csv.DictReader(f, delimiter="\t"))
@@ -57,9 +65,12 @@ def job_times(run: Path) -> dict[str, dict[str, float]]:
         entry["jobs"] += 1
         entry["wall_s"] += float(rows[-1]["s"])
         entry["cpu_s"] += float(rows[-1]["cpu_time"] or 0.0)
+        task = _task_of(path, root)
+        if task:
+            per_task[task][_rule_of(path, root)] += float(rows[-1]["s"])
     if not totals:
         raise SystemExit(f"{run}: no benchmarks/**/*.tsv")
-    return dict(totals)
+    return dict(totals), {t: dict(r) for t, r in per_task.items()}
 
 
 def _cpu() -> dict[str, str]:
@@ -76,7 +87,7 @@ def _cpu() -> dict[str, str]:
 
 def summarize(run: Path) -> dict:
     seconds, log = workflow_seconds(run)
-    rules = job_times(run)
+    rules, tasks = job_times(run)
     wall = sum(r["wall_s"] for r in rules.values())
     cpu = sum(r["cpu_s"] for r in rules.values())
     train_wall = sum(rules[r]["wall_s"] for r in TRAINING_RULES if r in rules)
@@ -91,6 +102,9 @@ def summarize(run: Path) -> dict:
         "rules": {name: {"jobs": int(r["jobs"]), "wall_s": round(r["wall_s"], 1),
                          "cpu_s": round(r["cpu_s"], 1)}
                   for name, r in sorted(rules.items(), key=lambda kv: -kv[1]["wall_s"])},
+        "tasks": {task: {"wall_s": round(sum(r.values()), 1),
+                         "rules": {name: round(s, 1) for name, s in sorted(r.items())}}
+                  for task, r in sorted(tasks.items(), key=lambda kv: -sum(kv[1].values()))},
     }
 
 
@@ -111,6 +125,9 @@ def main() -> None:
     for name, r in result["rules"].items():
         print(f"  {name:20s} {r['jobs']:4d} jobs {r['wall_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s "
               f"({100 * r['wall_s'] / result['job_seconds']:.0f}%)")
+    for task, t in result["tasks"].items():
+        rules = ", ".join(f"{name} {s:.0f}" for name, s in t["rules"].items())
+        print(f"  task {task:15s} {t['wall_s']:8.1f} s: {rules}")
 
 
 if __name__ == "__main__":

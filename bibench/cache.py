@@ -7,8 +7,8 @@ on (the map below), and writes it into every row (`code_fingerprint`). Snakemake
 whose params changed, so editing a file makes stale exactly the jobs that read it, and through
 their outputs what depends on them: `base.py` or `binarize.py` every binarized cell, the
 training loop every trained model, a model module that architecture's cells, a dataset loader
-that dataset's cells, the export code the export (and so latency) jobs, the report code the
-report. Hashing the ~60 files takes a few milliseconds.
+that dataset's cells, the evaluation and export code the evaluate (and so latency) jobs, the
+report code the report. Hashing the ~60 files takes a few milliseconds.
 
 Holes. Snakemake >= 7.8 does not remake a deleted intermediate file while the files computed
 from it are up to date (snakemake/snakemake#1978). `holes` finds such files so that the
@@ -80,14 +80,14 @@ DATASET_MODULES = {
 CORRUPTION_FILES = (*_OFFICIAL, "data/official/images.py")
 
 TRAINED_RULES = ("pretrain", "binarize_finetune", "sensitivity")
-MODEL_RULES = (*TRAINED_RULES, "evaluate", "export")
+MODEL_RULES = (*TRAINED_RULES, "evaluate")
 
 
 def _stage_files(rule: str) -> tuple[str, ...]:
     stages = {"pretrain": TRAINING, "binarize_finetune": TRAINING,
-              "sensitivity": TRAINING + PREDICTION, "evaluate": CHECKPOINT + EVALUATION,
-              "export": CHECKPOINT + EXPORT, "latency": LATENCY, "aggregate": AGGREGATE,
-              "report": REPORT}
+              "sensitivity": TRAINING + PREDICTION,
+              "evaluate": CHECKPOINT + EVALUATION + EXPORT, "latency": LATENCY,
+              "aggregate": AGGREGATE, "report": REPORT}
     try:
         return GLUE + stages[rule]
     except KeyError:

@@ -66,7 +66,7 @@ def test_fingerprints_separate_what_they_should():
 
 def test_the_workflow_modules_import_no_torch():
     code = ("import sys, bibench.cache, bibench.config, bibench.status; "
-            "bibench.cache.code_fingerprint('export', 'mnist_embedded', 'resnet20', 'bnn'); "
+            "bibench.cache.code_fingerprint('evaluate', 'mnist_embedded', 'resnet20', 'bnn'); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

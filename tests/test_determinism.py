@@ -25,8 +25,8 @@ def _cell(folder):
              pretrained=str(folder / "fp.pt"), model=str(folder / "bnn.pt"),
              table=str(folder / "bnn.parquet"))
     evaluate(task="digits", arch="resnet20", algorithm="bnn", seed=3, dataset=DATASET,
-             corruptions=CORRUPTIONS, threads=1, checkpoint=str(folder / "bnn.pt"),
-             table=str(folder / "eval.parquet"), code="c")
+             corruptions=CORRUPTIONS, export_settings=None, threads=1,
+             checkpoint=str(folder / "bnn.pt"), eval_table=str(folder / "eval.parquet"), code="c")
     return folder
 
 

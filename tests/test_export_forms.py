@@ -119,7 +119,8 @@ def trained(one_thread) -> tuple[dict[str, nn.Module], torch.Tensor]:
 def forms(trained, tmp_path_factory) -> dict[str, tuple[eo.BinaryForm, Path]]:
     models, x = trained
     root = tmp_path_factory.mktemp("openvino")
-    return {algo: (export_openvino_binary(m, x[:2], root / algo, algo), root / algo)
+    return {algo: (export_openvino_binary(m, x[:2], root / algo, algo, batch=len(x)),
+                   root / algo)
             for algo, m in models.items()}
 
 
@@ -231,6 +232,8 @@ def test_openvino_forms_match_pytorch(trained, forms):
         ref = torch_logits(models[algo], x)
         for name in (MODEL_FILE, IR_FILE):
             assert_agrees(openvino_predict(out_dir / name, x.numpy()), ref)
+        # the IR as compiled by the export's check, which the export job's parity runs on
+        assert_agrees(np.asarray(form.compiled(x.numpy())[0]), ref)
 
 
 def test_packed_storage_is_far_below_fp32(tmp_path, one_thread):

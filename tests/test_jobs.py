@@ -36,8 +36,9 @@ def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits
     save_checkpoint(trained_fp32[0], tmp_path / "m.pt", meta)
     evaluate(task="digits", arch="resnet20", algorithm="fp32", seed=0,
              dataset={"name": "digits_embedded", "max_train": 64, "max_test": 32},
-             corruptions={"corruptions": {"gaussian_noise": [1]}, "files": None}, threads=1,
-             checkpoint=str(tmp_path / "m.pt"), table=str(tmp_path / "eval.parquet"), code="c")
+             corruptions={"corruptions": {"gaussian_noise": [1]}, "files": None},
+             export_settings=None, threads=1, checkpoint=str(tmp_path / "m.pt"),
+             eval_table=str(tmp_path / "eval.parquet"), code="c")
     rows = read_table(tmp_path / "eval.parquet", "eval")
     assert len(rows) == 2 and rows["value"].isna().all()
 

@@ -161,7 +161,7 @@ def _slurm_command(local_results: Path) -> list[str]:
     set_resources = [f"{rule}:{item}" for rule, res in profile["set-resources"].items()
                      for item in _with_partition(res)]
     threads = [f"{rule}={n}" for rule, n in _local_threads(local_results).items()]
-    # two jobs per evaluation/export submission instead of the profile's 16: the tiny grid's 8
+    # two cells' evaluate jobs per submission instead of the profile's 8: the tiny grid's 8
     # such jobs make four submissions that run side by side, which shortens the longest step
     components = [f"{g}={CELL_POST_COMPONENTS if g == 'cell_post' else n}"
                   for g, n in profile["group-components"].items()]
@@ -289,8 +289,8 @@ def test_slurm_profile_runs_everything_through_sbatch_and_survives_scancel(
     submissions = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
     assert sorted(submissions) == sorted(state), (submissions, state)
 
-    # grouping: evaluate and export jobs (independent of each other: one group component
-    # each) CELL_POST_COMPONENTS per submission, the latency jobs of all cells in one, aggregate
+    # grouping: evaluate jobs (independent of each other: one group component each)
+    # CELL_POST_COMPONENTS per submission, the latency jobs of all cells in one, aggregate
     # and report (connected: one component) in one. The plugin runs a group's jobs one after the
     # other, and the profile sizes each submission for that: its largest job's CPUs and memory,
     # the sum of its jobs' wall times.
@@ -313,10 +313,10 @@ def test_slurm_profile_runs_everything_through_sbatch_and_survives_scancel(
         else:
             assert int(cpus) == widest, (comment, cpus)
     assert {g: len(m) for g, m in members.items()} == {
-        "cell_post": 2 * n_cells, "latency": n_cells, "summary": 2}, members
+        "cell_post": n_cells, "latency": n_cells, "summary": 2}, members
     n_group_jobs = sum(1 for row in jobs if not row[2].startswith(
         tuple(f"rule_{r}" for r in TRAINING_RULES)))
-    assert n_group_jobs == 2 * n_cells // CELL_POST_COMPONENTS + 1 + 1, jobs
+    assert n_group_jobs == n_cells // CELL_POST_COMPONENTS + 1 + 1, jobs
     # training jobs: one submission each (4 pretrain, 4 binarize_finetune, 4 sensitivity runs)
     training = [c for c in by_comment if c.startswith(tuple(f"rule_{r}" for r in TRAINING_RULES))]
     assert len(training) == 4 + 4 + 4, training

@@ -250,9 +250,8 @@ def test_adding_an_algorithm_plans_only_its_cells(tiny_run):
     grid = TINY["sensitivity"]
     n_runs = len(grid["tasks"]) * len(grid["settings"]) * len(grid["seeds"])
     assert jobs == {
-        "binarize_finetune": n_cells, "evaluate": n_cells, "export": n_cells,
-        "latency": n_cells, "sensitivity": n_runs,
-        "aggregate": 1, "report": 1,
+        "binarize_finetune": n_cells, "evaluate": n_cells, "latency": n_cells,
+        "sensitivity": n_runs, "aggregate": 1, "report": 1,
         "all": 1,  # the default target rule, which computes nothing
     }
     outputs = [o for o in tiny_run.planned_outputs(config=config) if "/cells/" in o]
@@ -331,7 +330,7 @@ def test_paper_grid_plans_every_cell_without_inheriting_the_default(workflow_cop
     n_binary = len(config["algorithms"]) - 1
     assert jobs["pretrain"] == n_cells
     assert jobs["binarize_finetune"] == n_cells * n_binary
-    for rule in ("evaluate", "export", "latency"):
+    for rule in ("evaluate", "latency"):
         assert jobs[rule] == n_cells * len(config["algorithms"])
     # every downloadable dataset of the grid once (ImageNet is read from the user's copy)
     datasets = {t["dataset"] for t in config["tasks"].values()} - {"imagenet"}

@@ -45,9 +45,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -87,6 +87,9 @@ class BinaryForm:
     # storage with 1-bit packed weights: the size of the OpenVINO IR's .bin (its own weights
     # file, binary weights as u1) when deployable, else computed (bits/8 + float bytes of rest)
     packed_bytes: int
+    # the IR as compiled for the check (for `batch` inputs): parity runs on it rather than
+    # compiling the same file again
+    compiled: Any = field(default=None, repr=False, compare=False)
 
 
 class BinaryFallbackError(RuntimeError):
@@ -445,13 +448,14 @@ def _binary_layer_names(compiled: CompiledModel) -> set[str]:
 
 
 def export_openvino_binary(model: nn.Module, example: Tensor, out_dir: str | Path,
-                           algorithm: str) -> BinaryForm:
+                           algorithm: str, *, threads: int = 1, batch: int = 1) -> BinaryForm:
     """Write and check the OpenVINO binary form of a binarized model (eval mode).
 
     Deployable: out_dir/model.onnx (FakeQuantize + Conv form), out_dir/model.xml + model.bin
     (OpenVINO IR with explicit BinaryConvolution and u1 weights: the file to deploy and time;
     packed_bytes is the size of its .bin) and lowering.json (per-layer record). Both files are
-    compiled and must execute one BinaryConvolution per lowered layer, else BinaryFallbackError.
+    compiled and must execute one BinaryConvolution per lowered layer, else BinaryFallbackError;
+    the IR's compiled model (`threads`, `batch` inputs) is returned for the caller to run.
     Not deployable: out_dir/NOT_DEPLOYABLE.txt holding the reason.
     """
     out_dir = Path(out_dir)
@@ -473,12 +477,12 @@ def export_openvino_binary(model: nn.Module, example: Tensor, out_dir: str | Pat
     onnx_path, ir_path = out_dir / MODEL_FILE, out_dir / IR_FILE
     export_lowered_onnx(lowered, example, onnx_path, {OV_DOMAIN: 1})
     expected = sum(r["binary"] for r in records)
-    n_onnx = _checked_binary_count(onnx_path, expected, records, algorithm)
+    n_onnx, _ = _checked_binary_count(onnx_path, expected, records, algorithm)
     replaced = binary_ir(onnx_path, ir_path)
     if replaced != expected:
         raise BinaryFallbackError(f"{algorithm}: {replaced} of {expected} binary convs found in "
                                   f"{onnx_path} for the IR")
-    n_ir = _checked_binary_count(ir_path, expected, records, algorithm)
+    n_ir, compiled = _checked_binary_count(ir_path, expected, records, algorithm, threads, batch)
     summary = {
         "algorithm": algorithm,
         "n_binarized_layers": len(plans),
@@ -490,16 +494,19 @@ def export_openvino_binary(model: nn.Module, example: Tensor, out_dir: str | Pat
     }
     atomic_write(out_dir / LOWERING_FILE,
                  lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1) + "\n"))
-    return BinaryForm(True, "", len(plans), n_ir, summary["onnx_bytes"], summary["ir_bin_bytes"])
+    return BinaryForm(True, "", len(plans), n_ir, summary["onnx_bytes"], summary["ir_bin_bytes"],
+                      compiled)
 
 
-def _checked_binary_count(path: Path, expected: int, records: list[dict], algorithm: str) -> int:
-    """Compile `path` and count its BinaryConvolution layers, which must be `expected`.
+def _checked_binary_count(path: Path, expected: int, records: list[dict], algorithm: str,
+                          threads: int = 1, batch: int = 1) -> tuple[int, Any]:
+    """Compile `path` and count its BinaryConvolution layers, which must be `expected`;
+    (that count, the compiled model).
 
     Counted before any inference: a 0/1 FakeQuantize left feeding a float conv can crash it.
     """
     try:
-        compiled = openvino_compile(path, threads=1)
+        compiled = openvino_compile(path, threads=threads, batch=batch)
     except RuntimeError as err:
         raise BinaryFallbackError(f"{algorithm}: OpenVINO failed to compile {path}: {err}"
                                   ) from err
@@ -514,4 +521,4 @@ def _checked_binary_count(path: Path, expected: int, records: list[dict], algori
             f"{expected} binary layers were written (OpenVINO fell back to float; not run as "
             f"binary: {', '.join(missing) or 'unknown'})"
         )
-    return n_binary
+    return n_binary, compiled

@@ -145,7 +145,7 @@ def _time_row(name: str, device: dict[str, Any], engine: str, paths: list[Path],
 def _stored_bytes(form: str, model: Path, exports: pd.DataFrame) -> int:
     if form == "onnx":  # float weights: the file is the storage
         return model.stat().st_size
-    # the engine's own file, as the export job measured it
+    # the engine's own file, as the evaluate job measured it
     return int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
 
 

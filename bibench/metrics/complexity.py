@@ -5,7 +5,7 @@ product's FLOPs are binary; the scaling factors, thresholds and other extras the
 declares count as full precision, as do BatchNorm and every layer kept in full precision.
 FLOPs of every conv and linear layer are 2 per MAC of its weight product, from the shapes a
 forward hook sees (what torch.utils.flop_counter counts too; tests/test_metrics_complexity.py
-checks it; the counter itself imports torch._dynamo, seconds in every export job).
+checks it; the counter itself imports torch._dynamo, seconds in every evaluate job).
 """
 
 from __future__ import annotations

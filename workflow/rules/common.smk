@@ -15,6 +15,7 @@ from bibench.config import (
     dataset_settings,
     sensitivity_run_settings,
 )
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
 # Raises before any job is scheduled, naming every offending key; fills in schema defaults.
@@ -33,10 +34,21 @@ DETERMINISM = CONFIG["determinism"]
 # more). One thread per training job lets small models train side by side, which on a laptop
 # beats two threads per job.
 TRAIN_THREADS = 1
-# Latency takes every core of a local run so nothing shares the CPU with it; it times only
-# the thread counts up to what it got.
+
+
+def _run_cores():
+    """--cores of this run (Snakemake caps every job's threads at it); 1 where none is set."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# Latency takes every core of the run so nothing shares the CPU with it, even when it times
+# fewer threads; it times only the thread counts up to what it got.
 LATENCY_THREADS = max(
-    [t for d in LATENCY["devices"].values() for t in d.get("threads") or LATENCY["threads"]]
+    _run_cores(),
+    *[t for d in LATENCY["devices"].values() for t in d.get("threads") or LATENCY["threads"]],
 )
 
 
@@ -194,24 +206,30 @@ SUMMARY_FILES = [
     "results/report.html",
 ]
 CELL_DIR = "results/cells/{task}/{arch}/{algo}/seed{seed}/"
-EXPORT_FILES = ["model.onnx", "model.qonnx.onnx", "openvino", "export.parquet", "complexity.parquet"]
+EVALUATE_FILES = [
+    "eval.parquet",
+    "model.onnx",
+    "model.qonnx.onnx",
+    "openvino",
+    "export.parquet",
+    "complexity.parquet",
+]
 
 
 def _cell_chains(c):
     """(outputs of a job of cell c, files computed from them)."""
     cell = CELL_DIR.format(**c)
     trained = [_trained_file(n, **c) for n in ("model.pt", "train.parquet")]
-    exported = [f"{cell}{n}" for n in EXPORT_FILES]
-    evaluated, timed = [f"{cell}eval.parquet"], [f"{cell}latency.parquet"]
-    downstream = evaluated + exported + timed + SUMMARY_FILES
+    evaluated = [f"{cell}{n}" for n in EVALUATE_FILES]
+    timed = [f"{cell}latency.parquet"]
+    downstream = evaluated + timed + SUMMARY_FILES
     if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
         group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
         downstream += [f"{d}{n}" for d in group for n in ("model.pt", "latency.parquet")]
         downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
     return [
         (trained, downstream),
-        (evaluated, SUMMARY_FILES),
-        (exported, timed + SUMMARY_FILES),
+        (evaluated, timed + SUMMARY_FILES),
         (timed, SUMMARY_FILES),
     ]
 

@@ -1,11 +1,20 @@
 rule evaluate:
-    """Task metric on the clean test set and on every configured corruption x severity."""
+    """Everything measured on a trained cell's model, loaded once: the task metric on the
+    clean test set and on every corruption x severity; every deployment form (ONNX, QONNX,
+    OpenVINO binary), each checked against PyTorch on the test set; the per-layer complexity
+    (paper Eq. 7). One job per cell: on small models the start of a job costs more than
+    either half (issue 18)."""
     input:
         force_deleted_results,
         data=dataset_files,
         checkpoint=cell_checkpoint,
     output:
-        table="results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet",
+        eval_table="results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet",
+        onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
+        qonnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.qonnx.onnx",
+        openvino=directory("results/cells/{task}/{arch}/{algo}/seed{seed}/openvino"),
+        export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
+        complexity="results/cells/{task}/{arch}/{algo}/seed{seed}/complexity.parquet",
     params:
         task="{task}",
         arch="{arch}",
@@ -13,6 +22,7 @@ rule evaluate:
         seed="{seed}",
         dataset=dataset_params,
         corruptions=corruption_params,
+        export_settings=EXPORT,
         device=DEVICE,
         determinism=DETERMINISM,
         code=code("evaluate"),
@@ -22,7 +32,7 @@ rule evaluate:
         "benchmarks/evaluate/{task}/{arch}/{algo}/seed{seed}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
         runtime=30,
     conda:
         "../envs/bibench.yaml"
