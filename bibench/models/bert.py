@@ -415,20 +415,15 @@ def hf_to_bibench_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def load_minilm(path: str | Path, num_classes: int = 2, num_layers: int = 6) -> BertClassifier:
-    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536) with weights from `path`;
-    with `num_layers` < 6, its embeddings and first `num_layers` layers only.
+def load_minilm(path: str | Path, num_classes: int = 2) -> BertClassifier:
+    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536) with weights from `path`.
 
     `path` is a safetensors file with Hugging Face BERT key names (the file the model's hub
     repository ships as model.safetensors); nothing is downloaded. Every encoder, embedding
     and pooler weight must be present (the pooler may be absent: it then keeps its random
     initialisation); the classifier is new. Extra keys (e.g. an MLM head) are ignored.
     """
-    base = BERT_CONFIGS["minilm_l6"]
-    if not 1 <= num_layers <= base.num_hidden_layers:
-        raise ValueError(f"num_layers {num_layers}: MiniLM-L6 has 1 to 6 layers")
-    model = BertClassifier(BertConfig(**{**base.__dict__, "num_hidden_layers": num_layers}),
-                           num_classes)
+    model = BertClassifier(BERT_CONFIGS["minilm_l6"], num_classes)
     state = hf_to_bibench_keys(read_safetensors(path))
     own = model.state_dict()
     optional = ("classifier.", "pooler.")
