@@ -4,6 +4,8 @@ switch and its record in the rows, the device model in every row (issue 17)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,17 @@ def test_the_switch_sets_cublas_cudnn_tf32_and_deterministic_mode():
     assert not torch.is_deterministic_algorithms_warn_only_enabled()
     apply_determinism("none")
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_the_switch_does_not_import_the_compiler_and_keeps_its_flag_in_step():
+    """torch.use_deterministic_algorithms imports torch._inductor (and torch._dynamo): 2.4 s
+    in every job, for a compiler bibench does not use."""
+    code = ("import sys; from bibench.training.device import apply_determinism; "
+            "apply_determinism('warn'); assert 'torch._dynamo' not in sys.modules; "
+            "import torch._inductor.config as c; apply_determinism('strict'); "
+            "assert c.deterministic is True; apply_determinism('none'); "
+            "assert c.deterministic is False")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_a_nondeterministic_cublas_setting_is_refused(monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import re
 import warnings
 from collections.abc import Iterator
@@ -43,7 +44,12 @@ def apply_determinism(mode: str) -> None:
                          f"{DETERMINISM_MODES}")
     if mode != "none":
         set_cublas_workspace()
-    torch.use_deterministic_algorithms(mode != "none", warn_only=mode == "warn")
+    # what torch.use_deterministic_algorithms does, less the flag of torch._inductor, whose
+    # import (torch._dynamo) costs 2.4 s in every job; bibench never compiles a model
+    torch._C._set_deterministic_algorithms(mode != "none", warn_only=mode == "warn")
+    inductor = sys.modules.get("torch._inductor.config")
+    if inductor is not None:  # something compiled already: keep its flag in step
+        inductor.deterministic = mode != "none"
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = mode != "none"
     # TF32 rounds fp32 matmuls and convolutions to 10 mantissa bits on Ampere and later
