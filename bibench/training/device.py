@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 
