@@ -88,6 +88,7 @@ def _cpu() -> dict[str, str]:
 def summarize(run: Path) -> dict:
     seconds, log = workflow_seconds(run)
     rules, tasks = job_times(run)
+    task_rules = sorted({name for r in tasks.values() for name in r})
     wall = sum(r["wall_s"] for r in rules.values())
     cpu = sum(r["cpu_s"] for r in rules.values())
     train_wall = sum(rules[r]["wall_s"] for r in TRAINING_RULES if r in rules)
@@ -103,7 +104,7 @@ def summarize(run: Path) -> dict:
                          "cpu_s": round(r["cpu_s"], 1)}
                   for name, r in sorted(rules.items(), key=lambda kv: -kv[1]["wall_s"])},
         "tasks": {task: {"wall_s": round(sum(r.values()), 1),
-                         "rules": {name: round(s, 1) for name, s in sorted(r.items())}}
+                         **{name: round(r.get(name, 0.0), 1) for name in task_rules}}
                   for task, r in sorted(tasks.items(), key=lambda kv: -sum(kv[1].values()))},
     }
 
@@ -126,7 +127,7 @@ def main() -> None:
         print(f"  {name:20s} {r['jobs']:4d} jobs {r['wall_s']:8.1f} s  cpu {r['cpu_s']:8.1f} s "
               f"({100 * r['wall_s'] / result['job_seconds']:.0f}%)")
     for task, t in result["tasks"].items():
-        rules = ", ".join(f"{name} {s:.0f}" for name, s in t["rules"].items())
+        rules = ", ".join(f"{name} {s:.0f}" for name, s in t.items() if name != "wall_s")
         print(f"  task {task:15s} {t['wall_s']:8.1f} s: {rules}")
 
 

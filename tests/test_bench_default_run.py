@@ -42,8 +42,9 @@ def test_default_run_sums_rules_and_tasks_and_the_training_share(tmp_path):
     assert result["training_share"] == pytest.approx(80 / 105, abs=1e-3)
     assert result["rules"]["evaluate"] == {"jobs": 2, "wall_s": 20.0, "cpu_s": 16.0}
     assert result["tasks"]["mnist"] == {
-        "wall_s": 92.0, "rules": {"binarize_finetune": 50.0, "evaluate": 12.0, "pretrain": 30.0}}
-    assert result["tasks"]["text"] == {"wall_s": 8.0, "rules": {"evaluate": 8.0}}
+        "wall_s": 92.0, "binarize_finetune": 50.0, "evaluate": 12.0, "pretrain": 30.0}
+    assert result["tasks"]["text"] == {
+        "wall_s": 8.0, "binarize_finetune": 0.0, "evaluate": 8.0, "pretrain": 0.0}
     assert "aggregate" in result["rules"] and "" not in result["tasks"]
 
 
