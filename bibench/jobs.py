@@ -277,10 +277,6 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
 
     torch.set_num_threads(threads)
     data = _load_task(dataset)
-    if export_settings is not None and data.task_type == "detection":
-        raise NotImplementedError(
-            f"{task}/{arch}: the export forms of detectors are not wired into the workflow yet "
-            "(issue 16; bibench/export/detection.py exports and checks them on their own)")
     net, meta = load_checkpoint(checkpoint)
     _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
               dataset=dataset, corruptions=corruptions, threads=threads, table=eval_table,
@@ -449,22 +445,59 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     if not enforce:  # parity of a diverged model means nothing; the rows keep the numbers
         log.warning("training status %r: parity not enforced", meta["train_status"])
     x = data.x_test[: settings["max_samples"]]
-    ref = predict(net, x).numpy()
+    detector = data.task_type == "detection"
+    # a detector's forms hold the graph that takes the images (docs/detection.md); its QONNX
+    # and OpenVINO forms are checked on that graph's first raw output
+    graph = _main_graph(net) if detector else net
+    ref = _first_output(graph, x) if detector else predict(net, x).numpy()
     if enforce and data.task_type == "classification":
         enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
-    rows = [_onnx_form(net, x, ref, onnx, settings, base, enforce),
-            _qonnx_form(net, x, ref, qonnx, settings, base, enforce),
-            _openvino_form(net, x, ref, openvino, algorithm, settings, base, enforce, threads)]
+    first = (_detector_onnx_form(net, x, onnx, settings, base, enforce) if detector
+             else _onnx_form(net, x, ref, onnx, settings, base, enforce))
+    rows = [first,
+            _qonnx_form(graph, x, ref, qonnx, settings, base, enforce),
+            _openvino_form(graph, x, ref, openvino, algorithm, settings, base, enforce, threads)]
     rows = [r for r in rows if r is not None]
     for r in rows:
         log.info("%s: %s (argmax agreement %.4f, max |logit diff| %.3g, %d bytes)", r["form"],
                  r["status"], r["argmax_agreement"], r["max_abs_logit_diff"], r["file_bytes"])
     write_table(rows, table, "export")
-    _complexity(net, x[:1], task=task, arch=arch, algorithm=algorithm, seed=seed,
+    example = net.trace_input(x[:1]) if hasattr(net, "trace_input") else x[:1]
+    _complexity(net, example, task=task, arch=arch, algorithm=algorithm, seed=seed,
                 dataset=dataset, table=complexity, code=code)
+
+
+def _main_graph(net):
+    from bibench.export.detection import main_graph
+
+    return main_graph(net)
+
+
+def _first_output(graph, x) -> Any:
+    """The first raw output of a detector's main graph (SSD's class logits, Faster R-CNN's
+    features): what its QONNX and OpenVINO forms are compared on."""
+    import torch
+
+    with torch.no_grad():
+        out = graph.eval()(x)
+    return (out if isinstance(out, torch.Tensor) else out[0]).numpy()
+
+
+def _detector_onnx_form(net, x, onnx: str, settings: dict[str, Any], base: dict,
+                        enforce: bool) -> dict:
+    """Every graph of the detector (model.onnx: the one that takes the images; Faster R-CNN's
+    RoI head beside it), checked in onnxruntime on boxes and scores after NMS."""
+    from bibench.export.detection import cell_graph_files, detection_parity, export_detector
+
+    paths = export_detector(net, x[:1], Path(onnx).parent, opset=settings["opset"],
+                            files=cell_graph_files(net, onnx))
+    parity = detection_parity(net, paths, x, settings["logit_atol"])
+    size = sum(p.stat().st_size for p in paths.values())
+    return {**base, **_parity_row("onnx", parity, settings, enforce), "file_bytes": size,
+            "packed_bytes": size}
 
 
 def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int,

@@ -70,6 +70,12 @@ def test_tasks_meet_the_paper_row_they_stand_for():
     assert set(row["row"]) == {"SST-2 BERT-Tiny6L"} and row.loc["fp32", "value"] == 90.25
     assert set(cell_row("CIFAR-10", "resnet20")["row"]) == {"CIFAR10 ResNet20"}
     assert cell_row("CIFAR-10", "no_such_arch").empty
+    # detection cells meet Table 7's rows (the embedded scenes stand in for VOC07)
+    assert set(cell_row("VOC07", "ssd300_vgg16_small")["row"]) == {"VOC07 SSD300"}
+    assert set(cell_row("VOC07", "faster_rcnn_r18")["row"]) == {"VOC07 Faster-RCNN"}
+    assert set(cell_row("COCO17", "faster_rcnn_r18")["row"]) == {"COCO14 Faster-RCNN"}
+    assert set(track_row("learning_task", "relative:coco", stands_in_for="COCO17")["row"]) \
+        == {"COCO17"}
     glue = track_row("learning_task", "relative:cola", stands_in_for="GLUE CoLA")
     assert set(glue["row"]) == {"GLUE"}
     assert set(track_row("hardware_inference", "OM_infer")["row"]) == {"OM_infer"}

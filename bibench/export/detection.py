@@ -17,6 +17,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from bibench.export.onnx import Parity
 from bibench.io import atomic_write
 from bibench.latency.timing import ort_session
 from bibench.models.detection.faster_rcnn import FasterRCNN
@@ -43,14 +44,31 @@ def detector_graphs(model: nn.Module, images: Tensor) -> dict[str, GraphSpec]:
                          {"images": batch, "cls_logits": batch, "box_deltas": batch})}
 
 
+def main_graph(model: nn.Module) -> nn.Module:
+    """The graph that takes the images: the whole SSD, Faster R-CNN's body (backbone + RPN).
+    The workflow's `model.onnx` of a detection cell; QONNX and OpenVINO forms lower it, and
+    latency times it."""
+    return model.body if isinstance(model, FasterRCNN) else model
+
+
+def cell_graph_files(model: nn.Module, onnx: str | Path) -> dict[str, Path]:
+    """Where a cell's graphs go: the main graph at `onnx` (model.onnx), any other graph
+    beside it as model.<graph>.onnx (Faster R-CNN's roi_head)."""
+    onnx = Path(onnx)
+    names = ("body", "roi_head") if isinstance(model, FasterRCNN) else ("detector",)
+    return {name: onnx if i == 0 else onnx.with_name(f"{onnx.stem}.{name}.onnx")
+            for i, name in enumerate(names)}
+
+
 def export_detector(model: nn.Module, images: Tensor, folder: str | Path,
-                    opset: int = 18) -> dict[str, Path]:
-    """Write every graph of the detector as `<folder>/<name>.onnx` (checked by onnx.checker)."""
+                    opset: int = 18, files: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Write every graph of the detector as `<folder>/<name>.onnx`, or where `files` says
+    (graph name -> path); each checked by onnx.checker."""
     model = model.eval()
     folder = Path(folder)
     paths = {}
     for name, (module, args, inputs, outputs, axes) in detector_graphs(model, images).items():
-        path = folder / f"{name}.onnx"
+        path = Path(files[name]) if files else folder / f"{name}.onnx"
 
         def write(tmp: str, module=module, args=args, inputs=inputs, outputs=outputs,
                   axes=axes) -> None:
@@ -96,3 +114,34 @@ def ort_detect(model: nn.Module, paths: dict[str, Path], images: Tensor, optimiz
         detections += model.postprocess([props], cls_logits, box_deltas, size)
         raw += [cls_logits, box_deltas]
     return detections, raw
+
+
+@torch.no_grad()
+def detection_parity(model: nn.Module, paths: dict[str, Path], images: Tensor, atol: float
+                     ) -> Parity:
+    """onnxruntime's detections (the graphs + the model's own post-processing) against
+    PyTorch's, image by image, after NMS.
+
+    `argmax_agreement`: the fraction of images where both keep the same objects (count and
+    labels); `within_tolerance`: of those, boxes and scores within `atol` times the image's
+    box scale (max(1, max |coordinate|)); `max_abs_logit_diff`: the largest box or score
+    difference among agreeing images. onnxruntime's graph rewrites are off (they flip signs at 0
+    in binarized networks: docs/detection.md).
+    """
+    got, _ = ort_detect(model, paths, images, optimize=False)
+    want = model.eval().detect(images)
+    same, close, worst = 0, 0, 0.0
+    for g, w in zip(got, want, strict=True):
+        if len(g["labels"]) != len(w["labels"]) or not torch.equal(g["labels"], w["labels"]):
+            continue
+        same += 1
+        if not len(w["labels"]):
+            close += 1
+            continue
+        diff = max(float((g["boxes"] - w["boxes"]).abs().max()),
+                   float((g["scores"] - w["scores"]).abs().max()))
+        worst = max(worst, diff)
+        close += diff <= atol * max(1.0, float(w["boxes"].abs().max()))
+    n = len(want)
+    return Parity(argmax_agreement=same / n if n else float("nan"), max_abs_logit_diff=worst,
+                  n_samples=n, within_tolerance=close / n if n else float("nan"))

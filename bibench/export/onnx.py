@@ -42,6 +42,8 @@ def logit_parity(ref: np.ndarray, got: np.ndarray, atol: float) -> Parity:
     """
     if ref.shape != got.shape:
         raise ValueError(f"engine output shape {got.shape} differs from PyTorch's {ref.shape}")
+    # (N, classes) logits; a detector's raw output is compared image by image as one vector
+    ref, got = ref.reshape(len(ref), -1), got.reshape(len(got), -1)
     diff = np.abs(ref - got).reshape(len(ref), -1).max(axis=1)
     scale = np.maximum(1.0, np.abs(ref).reshape(len(ref), -1).max(axis=1))
     return Parity(

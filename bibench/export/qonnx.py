@@ -330,13 +330,18 @@ def export_lowered_onnx(model: nn.Module, example: Tensor, path: str | Path,
     The legacy exporter keeps custom-op symbolics and constant tensors as they are (the dynamo
     exporter folds sign(w) into the next layer's weights)."""
 
+    with torch.no_grad():  # a detector's graph has several outputs: each a batch dim
+        out = model(example)
+    extra = 0 if torch.is_tensor(out) else len(out) - 1
+    outputs = ["logits"] + [f"output{i}" for i in range(1, 1 + extra)]
+
     def write(tmp: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 model, (example,), tmp, dynamo=False, opset_version=opset,
-                input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                input_names=["input"], output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in ["input", *outputs]},
                 custom_opsets=custom_opsets,
             )
 

@@ -53,9 +53,11 @@ def _product_flops(layer: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> in
     return 2 * math.prod(out.shape[1:]) * per_output
 
 
-def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
-    """Per-layer cost of `model` for one sample shaped like example[0]."""
-    shapes = _trace(model, example[:1])
+def layer_costs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]
+                ) -> list[LayerCost]:
+    """Per-layer cost of `model` for one sample shaped like example[0]; a tuple is the
+    arguments of forward for one sample (a detector's `trace_input`)."""
+    shapes = _trace(model, example if isinstance(example, tuple) else example[:1])
     costs = []
     covered: set[str] = set()
     for name, module in model.named_modules():
@@ -73,7 +75,7 @@ def layer_costs(model: nn.Module, example: torch.Tensor) -> list[LayerCost]:
     return costs
 
 
-def _trace(model: nn.Module, example: torch.Tensor
+def _trace(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]
            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """One eval-mode forward pass: each conv/linear layer's (input, output); the model's
     training mode is restored."""
@@ -93,7 +95,7 @@ def _trace(model: nn.Module, example: torch.Tensor
     model.eval()
     try:
         with torch.no_grad():
-            model(example)
+            model(*example) if isinstance(example, tuple) else model(example)
     finally:
         model.train(was_training)
         for h in hooks:

@@ -67,7 +67,7 @@ class Body(nn.Module):
         x = self.maxpool(self.act1(self.bn1(self.conv1(images))))
         features = self.layer3(self.layer2(self.layer1(x)))
         h = self.rpn["act"](self.rpn["conv"](features))
-        n = len(images)
+        n = images.shape[0]  # not len(): the exported graph keeps the batch dim dynamic
         # (N, A, H, W) -> (N, H*W*A): row-major cells, then anchors, as grid_anchors
         logits = self.rpn["cls"](h).permute(0, 2, 3, 1).reshape(n, -1)
         deltas = self.rpn["reg"](h).permute(0, 2, 3, 1).reshape(n, -1, 4)

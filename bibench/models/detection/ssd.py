@@ -156,7 +156,7 @@ class SSD300(Detector):
         for extra in self.extras:
             x = extra(x)
             maps.append(x)
-        n = len(images)
+        n = images.shape[0]  # not len(): the exported graph keeps the batch dim dynamic
         logits = [h(m).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1)
                   for h, m in zip(self.cls_heads, maps, strict=True)]
         deltas = [h(m).permute(0, 2, 3, 1).reshape(n, -1, 4)
