@@ -70,6 +70,19 @@ def test_failed_cells_are_left_out_and_named():
     assert fda["value"] == pytest.approx(100 * 0.75)  # only the text cell counts
 
 
+def test_a_reference_that_scored_zero_gives_no_ratio_and_is_named():
+    """An untrained detector's FP32 mAP can be 0: its cells have no relative accuracy (the
+    ratio is 0/0 or x/0) and are left out by name instead of making the tracks NaN."""
+    frame = _metrics()
+    det = pd.DataFrame(_rows("fp32", "det", "ssd", "cnn", 0.0, [])
+                       + _rows("bnn", "det", "ssd", "cnn", 0.01, [], fp={"clean": 0.0}))
+    det["relative_to_fp32"] = det["value"] / det["fp32_value"]
+    tracks = compute_tracks(pd.concat([frame, det], ignore_index=True))
+    bnn = _value(tracks, "bnn", "OM_task")
+    assert "det/ssd/bnn/0" in json.loads(bnn["excluded"])
+    assert bnn["value"] == pytest.approx(100 * math.sqrt((0.8**2 + 0.5**2) / 2))
+
+
 def test_unmeasured_tracks_say_so_and_are_never_zero():
     tracks = compute_tracks(_metrics())
     for metric in ("OM_infer", "OM_train", "sensitivity"):

@@ -65,8 +65,10 @@ def _mark_unreliable(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows of cells that trained and whose FP32 reference trained, rows left out)."""
-    ok = (frame["train_status"] == "ok") & frame["value"].notna() & frame["fp32_value"].notna()
+    """(rows of cells that trained and whose FP32 reference trained and scored above zero,
+    rows left out). A reference of 0 (an untrained detector's mAP) gives no ratio."""
+    ok = ((frame["train_status"] == "ok") & frame["value"].notna()
+          & frame["fp32_value"].notna() & (frame["fp32_value"] > 0))
     return frame[ok], frame[~ok]
 
 
