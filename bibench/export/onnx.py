@@ -44,8 +44,8 @@ def logit_parity(ref: np.ndarray, got: np.ndarray, atol: float) -> Parity:
         raise ValueError(f"engine output shape {got.shape} differs from PyTorch's {ref.shape}")
     # (N, classes) logits; a detector's raw output is compared image by image as one vector
     ref, got = ref.reshape(len(ref), -1), got.reshape(len(got), -1)
-    diff = np.abs(ref - got).reshape(len(ref), -1).max(axis=1)
-    scale = np.maximum(1.0, np.abs(ref).reshape(len(ref), -1).max(axis=1))
+    diff = np.abs(ref - got).max(axis=1)
+    scale = np.maximum(1.0, np.abs(ref).max(axis=1))
     return Parity(
         argmax_agreement=float((ref.argmax(1) == got.argmax(1)).mean()),
         max_abs_logit_diff=float(diff.max()) if len(diff) else 0.0,
