@@ -275,6 +275,11 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
 
     from bibench.training.checkpoint import load_checkpoint
 
+    missing = [k for k, v in {"export_table": export_table, "complexity": complexity,
+                              "onnx": onnx, "qonnx": qonnx, "openvino": openvino}.items()
+               if v is None]
+    if export_settings is not None and missing:
+        raise ValueError(f"export_settings given without the outputs {', '.join(missing)}")
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
@@ -283,11 +288,6 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
               code=code, device=device, determinism=determinism)
     if export_settings is None:
         return
-    missing = [k for k, v in {"export_table": export_table, "complexity": complexity,
-                              "onnx": onnx, "qonnx": qonnx, "openvino": openvino}.items()
-               if v is None]
-    if missing:
-        raise ValueError(f"export_settings given without the outputs {', '.join(missing)}")
     _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
             dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
             qonnx=qonnx, openvino=openvino, table=export_table, complexity=complexity,
