@@ -232,7 +232,7 @@ def test_openvino_forms_match_pytorch(trained, forms):
         ref = torch_logits(models[algo], x)
         for name in (MODEL_FILE, IR_FILE):
             assert_agrees(openvino_predict(out_dir / name, x.numpy()), ref)
-        # the IR as compiled by the export's check, which the export job's parity runs on
+        # the IR as compiled by the export's check, which the evaluate job's parity runs on
         assert_agrees(np.asarray(form.compiled(x.numpy())[0]), ref)
 
 
