@@ -440,6 +440,7 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     failure: the rest of the grid and the report go on, and the report names it.
     """
     from bibench.evaluation.predict import predict
+    from bibench.export.detection import main_graph
 
     enforce = meta.get("train_status", "ok") == "ok"
     if not enforce:  # parity of a diverged model means nothing; the rows keep the numbers
@@ -448,7 +449,7 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     detector = data.task_type == "detection"
     # a detector's forms hold the graph that takes the images (docs/detection.md); its QONNX
     # and OpenVINO forms are checked on that graph's first raw output
-    graph = _main_graph(net) if detector else net
+    graph = main_graph(net) if detector else net
     ref = _first_output(graph, x) if detector else predict(net, x).numpy()
     if enforce and data.task_type == "classification":
         enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
@@ -468,12 +469,6 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     example = net.trace_input(x[:1]) if hasattr(net, "trace_input") else x[:1]
     _complexity(net, example, task=task, arch=arch, algorithm=algorithm, seed=seed,
                 dataset=dataset, table=complexity, code=code)
-
-
-def _main_graph(net):
-    from bibench.export.detection import main_graph
-
-    return main_graph(net)
 
 
 def _first_output(graph, x) -> Any:
