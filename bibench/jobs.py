@@ -84,15 +84,21 @@ def provenance(settings: Any, device: str, threads: int, precision: str = "fp32"
                code: str) -> dict[str, Any]:
     """Where a row's numbers come from: settings hash, code fingerprint (bibench.cache),
     versions, device (kind and model), precision, threads."""
-    from bibench.training.device import device_model
+    if device.startswith("cuda"):
+        from bibench.training.device import device_model
 
+        processor = device_model(device)
+    else:  # without torch's import (2.2 s): the latency and report jobs do not need it
+        from bibench.latency.timing import cpu_model
+
+        processor = cpu_model()
     return {
         "cell_config_hash": config_hash(settings),
         "code_fingerprint": code,
         "bibench_version": bibench.__version__,
         "torch_version": version("torch"),
         "device": device,
-        "device_model": device_model(device),
+        "device_model": processor,
         "precision": precision,
         "threads": threads,
     }

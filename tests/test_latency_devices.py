@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -56,6 +59,31 @@ def test_fp32_cell_is_its_own_baseline(onnx_files):
     for r in rows:
         assert r["status"] == "ok" and r["repeats"] == 50 and r["speedup_vs_fp32"] == 1.0
         assert r["precision"] == "fp32" and r["storage_saving"] == 1.0
+
+
+def test_the_latency_job_runs_without_torch(onnx_files, tmp_path):
+    """Every latency job is a fresh process that holds all cores; torch's import alone is
+    2.2 s of it on this project's machine, and the job needs none of torch."""
+    from bibench.io import write_table
+    from bibench.jobs import provenance
+
+    cell = {"task": "t", "arch": "a", "algorithm": "fp32", "seed": 0}
+    write_table([{**cell, "form": "onnx", "status": "ok", "opset": 17, "file_bytes": 1,
+                  "packed_bytes": 1, "checker_passed": True, "argmax_agreement": 1.0,
+                  "within_logit_tolerance": 1.0, "max_abs_logit_diff": 0.0, "n_samples": 1,
+                  "n_binarized_layers": 0, "n_binary_conv": 0,
+                  **provenance({}, "cpu", 1, code="x")}], tmp_path / "export.parquet", "export")
+    settings = {**SETTINGS, "threads": [1], "repeats": 50,
+                "devices": {"here": {"kind": "local", "engines": ["onnxruntime"]}}}
+    code = ("import sys, json; from bibench.jobs import latency; "
+            "latency(**json.loads(sys.argv[1])); "
+            "assert 'torch' not in sys.modules, 'the latency job imported torch'")
+    job = {**cell, "settings": settings, "threads": 1, "onnx": str(onnx_files["fp32"]),
+           "openvino": "unused", "export_table": str(tmp_path / "export.parquet"),
+           "fp32_onnx": str(onnx_files["fp32"]), "table": str(tmp_path / "latency.parquet"),
+           "code": "x"}
+    subprocess.run([sys.executable, "-c", code, json.dumps(job)], check=True)
+    assert pd.read_parquet(tmp_path / "latency.parquet")["status"].tolist() == ["ok"]
 
 
 def test_a_form_that_does_not_deploy_is_a_row_with_its_reason(onnx_files):
