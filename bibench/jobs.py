@@ -289,7 +289,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
-    _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
+    clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
               dataset=dataset, corruptions=corruptions, threads=threads, table=eval_table,
               code=code, device=device, determinism=determinism)
     if export_settings is None:
@@ -297,13 +297,17 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
             dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
             qonnx=qonnx, openvino=openvino, table=export_table, complexity=complexity,
-            code=code)
+            code=code, clean_logits=clean)
 
 
 def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
               algorithm: str, seed: int, dataset: dict[str, Any], corruptions: dict[str, Any],
-              threads: int, table: str, code: str, device: str, determinism: str) -> None:
-    """Task metric on the clean test set and on each corruption x severity."""
+              threads: int, table: str, code: str, device: str, determinism: str) -> Any:
+    """Task metric on the clean test set and on each corruption x severity; returns the clean
+    test set's logits when they were computed on the CPU (the export's parity reference:
+    one forward pass less), else None."""
+    import torch
+
     from bibench.evaluation.predict import METRICS, predict
     from bibench.metrics.quality import chance_level
     from bibench.training.device import prepare_device
@@ -316,8 +320,12 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
     prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads,
                       code=code)
     rows = []
+    clean_logits = None
     for condition, severity, x, y in _conditions(data, corruptions):
-        value = metric(predict(net, x, device=dev), y) if trained else float("nan")
+        output = predict(net, x, device=dev) if trained else None
+        value = metric(output, y) if trained else float("nan")
+        if condition == "clean" and dev.type == "cpu" and isinstance(output, torch.Tensor):
+            clean_logits = output
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
@@ -326,6 +334,7 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
                      "embedded": data.embedded,
                      "stands_in_for": data.stands_in_for, **prov})
     write_table(rows, table, "eval")
+    return clean_logits
 
 
 def _parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool, *,
@@ -438,9 +447,10 @@ def _openvino_form(net, x, ref, openvino: str, algorithm: str, settings: dict[st
 def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
             algorithm: str, seed: int, dataset: dict[str, Any], settings: dict[str, Any],
             threads: int, onnx: str, qonnx: str, openvino: str, table: str, complexity: str,
-            code: str) -> None:
+            code: str, clean_logits: Any = None) -> None:
     """Every deployment form of the cell, each checked against PyTorch on the test set, and
-    the per-layer complexity of the same model.
+    the per-layer complexity of the same model. `clean_logits` (PyTorch's on the CPU, from
+    the evaluation) are the reference when given; else they are computed here.
 
     A form that disagrees with PyTorch or does not deploy is a row with its reason, not a job
     failure: the rest of the grid and the report go on, and the report names it.
@@ -456,7 +466,12 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     # a detector's forms hold the graph that takes the images (docs/detection.md); its QONNX
     # and OpenVINO forms are checked on that graph's first raw output
     graph = main_graph(net) if detector else net
-    ref = _first_output(graph, x) if detector else predict(net, x).numpy()
+    if detector:
+        ref = _first_output(graph, x)
+    elif clean_logits is not None:
+        ref = clean_logits[: len(x)].numpy()
+    else:
+        ref = predict(net, x).numpy()
     if enforce and data.task_type == "classification":
         enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)

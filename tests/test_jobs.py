@@ -51,3 +51,38 @@ def test_a_classifier_at_chance_level_is_not_held_to_parity():
     assert _at_chance(always_zero, labels)  # 60% = the majority class
     perfect = np.eye(2)[labels]
     assert not _at_chance(perfect, labels)
+
+
+def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained_fp32, digits,
+                                                               monkeypatch):
+    """The clean test set's logits are computed once: the evaluation's are the parity
+    reference of every export form (one forward pass less per cell)."""
+    import bibench.evaluation.predict as predict_module
+    from bibench.config import load_config
+    from bibench.io import read_table
+    from bibench.jobs import evaluate
+
+    calls: list[int] = []
+    real = predict_module.predict
+
+    def counted(model, x, **kwargs):
+        calls.append(len(x))
+        return real(model, x, **kwargs)
+
+    monkeypatch.setattr(predict_module, "predict", counted)
+    meta = {"arch": "resnet20", "algorithm": "fp32", "input_shape": list(digits.input_shape),
+            "num_classes": digits.num_classes, "train_status": "ok"}
+    save_checkpoint(trained_fp32[0], tmp_path / "m.pt", meta)
+    settings = load_config("config/config.yaml")["export"]
+    evaluate(task="digits", arch="resnet20", algorithm="fp32", seed=0,
+             dataset={"name": "digits_embedded", "max_train": 64, "max_test": 64},
+             corruptions={"corruptions": {}, "files": None}, export_settings=settings,
+             threads=1, checkpoint=str(tmp_path / "m.pt"),
+             eval_table=str(tmp_path / "eval.parquet"), code="c",
+             export_table=str(tmp_path / "export.parquet"),
+             complexity=str(tmp_path / "complexity.parquet"), onnx=str(tmp_path / "m.onnx"),
+             qonnx=str(tmp_path / "m.qonnx.onnx"), openvino=str(tmp_path / "openvino"))
+    assert calls == [64]  # the clean evaluation only
+    export = read_table(tmp_path / "export.parquet", "export").set_index("form")
+    assert export.loc["onnx", "status"] == "ok" and export.loc["onnx", "n_samples"] == 64
+    assert export.loc["qonnx", "status"] == "ok"
