@@ -16,28 +16,14 @@ import json
 import logging
 import time
 
-import numpy as np
 import torch
 
 from bibench.data import load_dataset
 from bibench.evaluation.detection_metrics import voc07_map_metric
 from bibench.evaluation.predict import predict
+from bibench.metrics.quality import random_boxes_level
 from bibench.training.checkpoint import build_cell_model
 from bibench.training.loop import TrainSettings, train
-
-
-def random_boxes(targets: torch.Tensor, num_classes: int, per_image: int, size: int,
-                 seed: int = 0) -> list[dict]:
-    """`per_image` boxes of digit-like sizes at random places, random classes and scores."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(len(targets)):
-        wh = rng.uniform(14, 44, (per_image, 2))
-        xy = rng.uniform(0, size - wh)
-        out.append({"boxes": np.concatenate([xy, xy + wh], 1),
-                    "scores": rng.random(per_image),
-                    "labels": rng.integers(0, num_classes, per_image)})
-    return out
 
 
 def _map(model: torch.nn.Module, data) -> float:
@@ -74,8 +60,7 @@ def main() -> None:
     result = {"arch": args.arch, "batch_size": args.batch_size, "threads": args.threads,
               "train_scenes": len(data.x_train), "test_scenes": len(data.x_test),
               "random_boxes_voc07_map": {
-                  f"{n}_per_image": voc07_map_metric(
-                      random_boxes(data.y_test, data.num_classes, n, 96), data.y_test)
+                  f"{n}_per_image": random_boxes_level(data.y_test, "voc07_map", per_image=n)
                   for n in (10, 100)},
               "fp32": _train(fp32, data, args.epochs, args.lr, args.batch_size)}
     for algorithm in args.finetune:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import bibench
 from bibench.catalog import FP32
@@ -61,6 +61,16 @@ def job_logging(log_path: str | Path | None) -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+class CleanResult(NamedTuple):
+    """What the export needs of the clean evaluation: PyTorch's logits where they were
+    computed on the CPU (the parity reference: one forward pass less), else None; the task
+    metric and its chance level (NaN where it has none)."""
+
+    logits: Any
+    value: float
+    chance: float
 
 
 def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
@@ -290,22 +300,22 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
     clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
-              dataset=dataset, corruptions=corruptions, threads=threads, table=eval_table,
-              code=code, device=device, determinism=determinism)
+                      dataset=dataset, corruptions=corruptions, threads=threads,
+                      table=eval_table, code=code, device=device, determinism=determinism)
     if export_settings is None:
         return
     _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
             dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
             qonnx=qonnx, openvino=openvino, table=export_table, complexity=complexity,
-            code=code, clean_logits=clean)
+            code=code, clean=clean)
 
 
 def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
               algorithm: str, seed: int, dataset: dict[str, Any], corruptions: dict[str, Any],
-              threads: int, table: str, code: str, device: str, determinism: str) -> Any:
-    """Task metric on the clean test set and on each corruption x severity; returns the clean
-    test set's logits when they were computed on the CPU (the export's parity reference:
-    one forward pass less), else None."""
+              threads: int, table: str, code: str, device: str, determinism: str
+              ) -> CleanResult:
+    """Task metric on the clean test set and on each corruption x severity; returns what the
+    export needs of the clean test set."""
     import torch
 
     from bibench.evaluation.predict import METRICS, predict
@@ -320,21 +330,22 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
     prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads,
                       code=code)
     rows = []
-    clean_logits = None
+    clean = CleanResult(None, float("nan"), float("nan"))
+    test_chance = chance_level(data.y_test.numpy(), data.metric)  # random boxes: seconds
     for condition, severity, x, y in _conditions(data, corruptions):
         output = predict(net, x, device=dev) if trained else None
         value = metric(output, y) if trained else float("nan")
-        if condition == "clean" and dev.type == "cpu" and isinstance(output, torch.Tensor):
-            clean_logits = output
+        chance = test_chance if y is data.y_test else chance_level(y.numpy(), data.metric)
+        if condition == "clean":
+            cpu_logits = dev.type == "cpu" and isinstance(output, torch.Tensor)
+            clean = CleanResult(output if cpu_logits else None, value, chance)
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
-                     "n_samples": len(x),
-                     "chance_value": chance_level(y.numpy(), data.metric),
-                     "embedded": data.embedded,
+                     "n_samples": len(x), "chance_value": chance, "embedded": data.embedded,
                      "stands_in_for": data.stands_in_for, **prov})
     write_table(rows, table, "eval")
-    return clean_logits
+    return clean
 
 
 def _parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool, *,
@@ -357,22 +368,21 @@ def _parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool,
             "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
 
 
-def _at_chance(logits: Any, labels: Any) -> bool:
-    """Whether a classifier is at chance (bibench.metrics.quality) on the parity samples.
+def _at_chance(clean: CleanResult, metric: str) -> bool:
+    """Whether the cell is at chance on the clean test set (bibench.metrics.quality: the rule
+    that marks it in metrics.parquet): majority class, or random boxes for a detector.
 
-    Such a model is untrained in effect: its logits sit within float-rounding noise of each
+    Such a model is untrained in effect: its outputs sit within float-rounding noise of each
     other, and a sign that flips on a value at the threshold (summation order differs between
     engines) changes its answer, so parity with PyTorch says nothing about the export. Its
     parity numbers are recorded but not enforced, as for a diverged model (issue #6: compare
     trained models).
     """
-    from bibench.metrics.quality import at_chance, chance_level
+    from bibench.metrics.quality import at_chance
 
-    accuracy = float((logits.argmax(1) == labels).mean())
-    chance = chance_level(labels, "accuracy")
-    if at_chance(accuracy, chance):
-        log.warning("test accuracy %.3f is at chance (majority class %.3f): parity not "
-                    "enforced", accuracy, chance)
+    if at_chance(clean.value, clean.chance):
+        log.warning("clean test %s %.4f is at chance (%.4f): parity not enforced", metric,
+                    clean.value, clean.chance)
         return True
     return False
 
@@ -447,10 +457,10 @@ def _openvino_form(net, x, ref, openvino: str, algorithm: str, settings: dict[st
 def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
             algorithm: str, seed: int, dataset: dict[str, Any], settings: dict[str, Any],
             threads: int, onnx: str, qonnx: str, openvino: str, table: str, complexity: str,
-            code: str, clean_logits: Any = None) -> None:
+            code: str, clean: CleanResult) -> None:
     """Every deployment form of the cell, each checked against PyTorch on the test set, and
-    the per-layer complexity of the same model. `clean_logits` (PyTorch's on the CPU, from
-    the evaluation) are the reference when given; else they are computed here.
+    the per-layer complexity of the same model. The evaluation's clean logits are the
+    reference where they were computed on the CPU.
 
     A form that disagrees with PyTorch or does not deploy is a row with its reason, not a job
     failure: the rest of the grid and the report go on, and the report names it.
@@ -468,12 +478,11 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     graph = main_graph(net) if detector else net
     if detector:
         ref = _first_output(graph, x)
-    elif clean_logits is not None:
-        ref = clean_logits[: len(x)].numpy()
+    elif clean.logits is not None:
+        ref = clean.logits[: len(x)].numpy()
     else:
         ref = predict(net, x).numpy()
-    if enforce and data.task_type == "classification":
-        enforce = not _at_chance(ref, data.y_test[: len(x)].numpy())
+    enforce = enforce and not _at_chance(clean, data.metric)
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -43,14 +42,14 @@ def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits
     assert len(rows) == 2 and rows["value"].isna().all()
 
 
-def test_a_classifier_at_chance_level_is_not_held_to_parity():
-    from bibench.jobs import _at_chance
+def test_a_cell_at_chance_level_is_not_held_to_parity():
+    from bibench.jobs import CleanResult, _at_chance
 
-    labels = np.array([0] * 6 + [1] * 4)
-    always_zero = np.tile([1.0, 0.0], (10, 1))
-    assert _at_chance(always_zero, labels)  # 60% = the majority class
-    perfect = np.eye(2)[labels]
-    assert not _at_chance(perfect, labels)
+    assert _at_chance(CleanResult(None, 0.62, 0.60), "accuracy")  # the majority class + 2
+    assert not _at_chance(CleanResult(None, 0.97, 0.60), "accuracy")
+    assert _at_chance(CleanResult(None, 0.04, 0.002), "voc07_map")  # random boxes + 4
+    assert not _at_chance(CleanResult(None, 0.54, 0.002), "voc07_map")
+    assert not _at_chance(CleanResult(None, 0.10, float("nan")), "pearson_spearman")
 
 
 def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained_fp32, digits,

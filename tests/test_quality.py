@@ -16,11 +16,34 @@ from bibench.metrics.quality import (
 )
 
 
-def test_chance_is_the_majority_class_share_for_accuracy_only():
+def test_chance_is_the_majority_class_share_for_accuracy():
     labels = np.array([1, 1, 1, 0, 2, 1, 0, 1, 1, 0])
     assert chance_level(labels, "accuracy") == 0.6
     assert math.isnan(chance_level(labels, "miou"))
     assert math.isnan(chance_level(np.array([0.5, 1.5]), "accuracy"))  # regression targets
+
+
+def _scene_targets() -> np.ndarray:
+    """Two 100x100 images with two and one objects (label, x1, y1, x2, y2, ignore), padded."""
+    return np.array([[[0, 10, 10, 40, 40, 0], [1, 50, 50, 90, 80, 0]],
+                     [[1, 20, 30, 60, 70, 0], [-1, -1, -1, -1, -1, -1]]], dtype=np.float32)
+
+
+def test_chance_of_detection_is_what_random_boxes_score():
+    import torch
+
+    from bibench.evaluation.task_metrics import TASK_METRICS
+
+    targets = np.repeat(_scene_targets(), 20, axis=0)  # 40 images
+    for metric in ("voc07_map", "coco_map"):
+        chance = chance_level(targets, metric)
+        assert 0 < chance < 0.2, (metric, chance)
+        assert chance_level(targets, metric) == chance  # fixed seed
+        rows = torch.as_tensor(targets)
+        perfect = [{"boxes": r[r[:, 0] >= 0, 1:5], "labels": r[r[:, 0] >= 0, 0].long(),
+                    "scores": torch.ones(int((r[:, 0] >= 0).sum()))} for r in rows]
+        assert TASK_METRICS[metric](perfect, rows) > 0.99  # the same metric, on real boxes
+    assert math.isnan(chance_level(np.full((2, 1, 6), -1.0), "voc07_map"))  # no objects
 
 
 def test_at_chance_means_within_five_points_of_it():

@@ -12,7 +12,8 @@ compared with others:
   by less than `LEVELLED_OFF` (10%) of the previous epoch's value. A run with one epoch, or
   whose loss still falls faster, is `not converged`: its number is shown with that note.
 
-The rules apply to accuracy-like metrics of classification tasks; other metrics (mIoU,
+The rules apply to accuracy-like metrics of classification tasks and to detection mAP, whose
+chance level is what random boxes score (`random_boxes_level`); other metrics (mIoU,
 correlation, ...) have no chance level here and are never marked at chance.
 """
 
@@ -26,14 +27,18 @@ import numpy as np
 CHANCE_MARGIN = 0.05  # "a few points" above the majority class
 LEVELLED_OFF = 0.10  # the last epoch's relative loss decrease below which training levelled off
 CHANCE_METRICS = frozenset({"accuracy"})
+DETECTION_METRICS = frozenset({"voc07_map", "coco_map"})
+RANDOM_BOXES_PER_IMAGE = 10
 
 CONVERGED, NOT_CONVERGED, NOT_TRAINED = "converged", "not converged", "not trained"
 AT_CHANCE = "at chance"
 
 
 def chance_level(labels: np.ndarray, metric: str) -> float:
-    """Score of always answering the most frequent class of `labels`; NaN for metrics without
-    a chance level."""
+    """Score of always answering the most frequent class of `labels`, or of random boxes for a
+    detection metric (`labels` are then padded targets); NaN for metrics without one."""
+    if metric in DETECTION_METRICS:
+        return random_boxes_level(labels, metric)
     labels = np.asarray(labels).reshape(-1)
     if metric not in CHANCE_METRICS or labels.size == 0 or labels.dtype.kind not in "iub":
         return float("nan")
@@ -58,3 +63,37 @@ def convergence(losses: Sequence[float], status: str = "ok") -> str:
     if previous <= 0:
         return CONVERGED
     return CONVERGED if (previous - last) / previous < LEVELLED_OFF else NOT_CONVERGED
+
+
+def random_boxes_level(targets: np.ndarray, metric: str, per_image: int = RANDOM_BOXES_PER_IMAGE,
+                       seed: int = 0) -> float:
+    """The detection metric of a detector that knows only the box statistics: `per_image`
+    boxes per image, each of the size of a ground-truth box drawn at random, placed anywhere
+    within the ground truth's extent, with a random class of those present and a random score.
+
+    A binarized detector that scores this has learned nothing usable (its boxes are noise, and
+    their NMS order flips with rounding between engines), as a classifier at its majority
+    class has not. `targets` are padded (N, G, 6) rows: label (-1 = padding), x1, y1, x2, y2,
+    ignore flag.
+    """
+    import torch
+
+    from bibench.evaluation.task_metrics import TASK_METRICS
+
+    rows = np.asarray(targets, dtype=np.float64)
+    real = rows[..., 0] >= 0
+    boxes, labels = rows[real][:, 1:5], rows[real][:, 0].astype(np.int64)
+    if len(boxes) == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    sizes = boxes[:, 2:4] - boxes[:, 0:2]
+    extent = boxes[:, 2:4].max(0)
+    classes = np.unique(labels)
+    detections = []
+    for _ in range(len(rows)):
+        wh = sizes[rng.integers(0, len(sizes), per_image)]
+        xy = rng.uniform(0, 1, (per_image, 2)) * np.maximum(extent - wh, 0)
+        detections.append({"boxes": torch.as_tensor(np.concatenate([xy, xy + wh], 1)),
+                           "scores": torch.as_tensor(rng.random(per_image)),
+                           "labels": torch.as_tensor(rng.choice(classes, per_image))})
+    return float(TASK_METRICS[metric](detections, torch.as_tensor(rows, dtype=torch.float32)))
