@@ -389,12 +389,17 @@ def _at_chance(clean: CleanResult, metric: str) -> bool:
 
 def _onnx_form(net, x, ref, onnx: str, settings: dict[str, Any], base: dict, enforce: bool
                ) -> dict:
-    """The float ONNX graph, checked with onnxruntime on every parity sample."""
+    """The float ONNX graph, checked with onnxruntime on every parity sample: the graph as
+    written (graph rewrites off). onnxruntime's conv + BatchNorm fusion rounds differently,
+    which flips the signs of values near 0 in a binarized network and moves its logits (a
+    trained XNOR++ PointNet: 21 of 100 samples beyond tolerance, argmax 99/100; without the
+    rewrites the logits match to 6e-6), as for detectors (bibench.export.detection)."""
     from bibench.export.onnx import export_onnx, logit_parity, ort_predict
     from bibench.latency.timing import ort_session
 
     export_onnx(net, x[:1], onnx, opset=settings["opset"], exporter=settings["exporter"])
-    parity = logit_parity(ref, ort_predict(ort_session(onnx), x), settings["logit_atol"])
+    parity = logit_parity(ref, ort_predict(ort_session(onnx, optimize=False), x),
+                          settings["logit_atol"])
     size = Path(onnx).stat().st_size
     return {**base, **_parity_row("onnx", parity, settings, enforce), "file_bytes": size,
             "packed_bytes": size}

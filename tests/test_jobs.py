@@ -85,3 +85,26 @@ def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained
     export = read_table(tmp_path / "export.parquet", "export").set_index("form")
     assert export.loc["onnx", "status"] == "ok" and export.loc["onnx", "n_samples"] == 64
     assert export.loc["qonnx", "status"] == "ok"
+
+
+def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits, monkeypatch):
+    """onnxruntime's conv + BatchNorm fusion rounds differently and flips signs near 0 in
+    binarized networks: the parity check runs the file with graph rewrites off."""
+    import bibench.latency.timing as timing
+    from bibench.config import load_config
+    from bibench.jobs import _onnx_form
+
+    sessions: list[bool] = []
+    real = timing.ort_session
+
+    def recorded(path, **kwargs):
+        sessions.append(kwargs.get("optimize", True))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(timing, "ort_session", recorded)
+    settings = load_config("config/config.yaml")["export"]
+    model, x = trained_fp32[0].eval(), digits.x_test[:8]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    row = _onnx_form(model, x, ref, str(tmp_path / "m.onnx"), settings, {}, True)
+    assert row["status"] == "ok" and sessions == [False]
