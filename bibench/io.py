@@ -60,7 +60,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("metric", pa.string()),
             pa.field("value", pa.float64()),
             pa.field("n_samples", pa.int64()),
-            # score of always answering the most frequent class (NaN: no chance level)
+            # score of always answering the most frequent class, or of random boxes for a
+            # detector (bibench.metrics.quality; NaN: no chance level)
             pa.field("chance_value", pa.float64()),
             pa.field("embedded", pa.bool_()),
             pa.field("stands_in_for", pa.string()),

@@ -331,7 +331,8 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
                       code=code)
     rows = []
     clean = CleanResult(None, float("nan"), float("nan"))
-    test_chance = chance_level(data.y_test.numpy(), data.metric)  # random boxes: seconds
+    # once: a detector's (random boxes through its mAP) takes seconds on a real test set
+    test_chance = chance_level(data.y_test.numpy(), data.metric)
     for condition, severity, x, y in _conditions(data, corruptions):
         output = predict(net, x, device=dev) if trained else None
         value = metric(output, y) if trained else float("nan")
