@@ -108,3 +108,29 @@ def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits,
         ref = model(x).numpy()
     row = _onnx_form(model, x, ref, str(tmp_path / "m.onnx"), settings, {}, True)
     assert row["status"] == "ok" and sessions == [False]
+
+
+def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32, digits,
+                                                         monkeypatch):
+    """Logits moved by sign flips at rounding distance from 0 (the QONNX graph applies scales
+    in its own order) fail a float model's QONNX form, not a binarized model's, unless they
+    change its answers."""
+    import bibench.export.qonnx as qonnx_module
+    from bibench.config import load_config
+    from bibench.jobs import _qonnx_form
+
+    settings = load_config("config/config.yaml")["export"]
+    model, x = trained_fp32[0].eval(), digits.x_test[:16]
+    with torch.no_grad():
+        ref = model(x).numpy()
+    moved = ref.copy()
+    moved[:3] += 0.3 * (moved[:3] == moved[:3].max(1, keepdims=True))  # the winner grows
+    monkeypatch.setattr(qonnx_module, "qonnx_predict", lambda _path, _x: moved)
+    path = str(tmp_path / "m.qonnx.onnx")
+    assert _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)["status"] == "ok"
+    assert _qonnx_form(model, x, ref, path, settings, {}, True)["status"].startswith("failed")
+    swapped = ref.copy()
+    swapped[:3] = swapped[:3, ::-1]  # answers change on 3 of 16: below 0.9 agreement
+    monkeypatch.setattr(qonnx_module, "qonnx_predict", lambda _path, _x: swapped)
+    row = _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)
+    assert row["status"].startswith("failed: qonnx disagrees")
