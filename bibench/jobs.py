@@ -90,25 +90,29 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         sys.exit(1)
 
 
+def device_model(device: str) -> str:
+    """The processor a row's numbers come from: the GPU's name on CUDA, else the CPU model.
+    torch is imported only for a GPU: the latency job runs without it (2.2 s of its start)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    from bibench.latency.timing import cpu_model
+
+    return cpu_model()
+
+
 def provenance(settings: Any, device: str, threads: int, precision: str = "fp32", *,
                code: str) -> dict[str, Any]:
     """Where a row's numbers come from: settings hash, code fingerprint (bibench.cache),
     versions, device (kind and model), precision, threads."""
-    if device.startswith("cuda"):
-        from bibench.training.device import device_model
-
-        processor = device_model(device)
-    else:  # without torch's import (2.2 s): the latency and report jobs do not need it
-        from bibench.latency.timing import cpu_model
-
-        processor = cpu_model()
     return {
         "cell_config_hash": config_hash(settings),
         "code_fingerprint": code,
         "bibench_version": bibench.__version__,
         "torch_version": version("torch"),
         "device": device,
-        "device_model": processor,
+        "device_model": device_model(device),
         "precision": precision,
         "threads": threads,
     }

@@ -65,15 +65,6 @@ def prepare_device(requested: str, determinism: str) -> torch.device:
     return resolve_device(requested)
 
 
-def device_model(device: str) -> str:
-    """The processor a row's numbers come from: the GPU's name on CUDA, else the CPU model."""
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    from bibench.latency.timing import cpu_model
-
-    return cpu_model()
-
-
 @contextlib.contextmanager
 def nondeterministic_ops() -> Iterator[set[str]]:
     """Collect the operators PyTorch warns about in warn-only deterministic mode.
