@@ -64,11 +64,12 @@ def job_logging(log_path: str | Path | None) -> Iterator[None]:
 
 
 class CleanResult(NamedTuple):
-    """What the export needs of the clean evaluation: PyTorch's logits where they were
-    computed on the CPU (the parity reference: one forward pass less), else None; the task
-    metric and its chance level (NaN where it has none)."""
+    """What the export needs of the clean evaluation: PyTorch's outputs (logits, or a
+    detector's detections) where they were computed on the CPU (the parity reference: one
+    forward pass less), else None; the task metric and its chance level (NaN where it has
+    none)."""
 
-    logits: Any
+    outputs: Any
     value: float
     chance: float
 
@@ -320,8 +321,6 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
               ) -> CleanResult:
     """Task metric on the clean test set and on each corruption x severity; returns what the
     export needs of the clean test set."""
-    import torch
-
     from bibench.evaluation.predict import METRICS, predict
     from bibench.metrics.quality import chance_level
     from bibench.training.device import prepare_device
@@ -342,8 +341,7 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
         value = metric(output, y) if trained else float("nan")
         chance = test_chance if y is data.y_test else chance_level(y.numpy(), data.metric)
         if condition == "clean":
-            cpu_logits = dev.type == "cpu" and isinstance(output, torch.Tensor)
-            clean = CleanResult(output if cpu_logits else None, value, chance)
+            clean = CleanResult(output if dev.type == "cpu" else None, value, chance)
         log.info("%s severity %d: %s %.4f", condition, severity, data.metric, value)
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
@@ -477,7 +475,7 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
             threads: int, onnx: str, qonnx: str, openvino: str, table: str, complexity: str,
             code: str, clean: CleanResult) -> None:
     """Every deployment form of the cell, each checked against PyTorch on the test set, and
-    the per-layer complexity of the same model. The evaluation's clean logits are the
+    the per-layer complexity of the same model. The evaluation's clean outputs are the
     reference where they were computed on the CPU.
 
     A form that disagrees with PyTorch or does not deploy is a row with its reason, not a job
@@ -496,15 +494,16 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     graph = main_graph(net) if detector else net
     if detector:
         ref = _first_output(graph, x)
-    elif clean.logits is not None:
-        ref = clean.logits[: len(x)].numpy()
+    elif clean.outputs is not None:
+        ref = clean.outputs[: len(x)].numpy()
     else:
         ref = predict(net, x).numpy()
     enforce = enforce and not _at_chance(clean, data.metric)
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
-    first = (_detector_onnx_form(net, x, onnx, settings, base, enforce) if detector
+    detections = None if clean.outputs is None else clean.outputs[: len(x)]
+    first = (_detector_onnx_form(net, x, detections, onnx, settings, base, enforce) if detector
              else _onnx_form(net, x, ref, onnx, settings, base, enforce))
     rows = [first,
             _qonnx_form(graph, x, ref, qonnx, settings, base, enforce,
@@ -530,15 +529,16 @@ def _first_output(graph, x) -> Any:
     return (out if isinstance(out, torch.Tensor) else out[0]).numpy()
 
 
-def _detector_onnx_form(net, x, onnx: str, settings: dict[str, Any], base: dict,
-                        enforce: bool) -> dict:
+def _detector_onnx_form(net, x, detections: list[dict] | None, onnx: str,
+                        settings: dict[str, Any], base: dict, enforce: bool) -> dict:
     """Every graph of the detector (model.onnx: the one that takes the images; Faster R-CNN's
-    RoI head beside it), checked in onnxruntime on boxes and scores after NMS."""
+    RoI head beside it), checked in onnxruntime on boxes and scores after NMS against
+    PyTorch's `detections` of x (computed when None)."""
     from bibench.export.detection import cell_graph_files, detection_parity, export_detector
 
     paths = export_detector(net, x[:1], Path(onnx).parent, opset=settings["opset"],
                             files=cell_graph_files(net, onnx))
-    parity = detection_parity(net, paths, x, settings["logit_atol"])
+    parity = detection_parity(net, paths, x, settings["logit_atol"], reference=detections)
     size = sum(p.stat().st_size for p in paths.values())
     return {**base, **_parity_row("onnx", parity, settings, enforce), "file_bytes": size,
             "packed_bytes": size}

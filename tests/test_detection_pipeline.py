@@ -60,8 +60,18 @@ def test_detection_cells_export_time_and_count(tmp_path, monkeypatch, arch):
     fp.parent.mkdir()
     jobs.pretrain(**cell, dataset=DATASET, settings=SETTINGS, device="cpu", determinism="warn",
                   threads=1, model=str(fp), code="c", table=str(tmp_path / "fp.parquet"))
+    detected: list[int] = []  # images through PyTorch's detect, per call
+    detector_class = type(load_checkpoint(fp)[0])
+    real_detect = detector_class.detect
+
+    def counted(self, images):
+        detected.append(len(images))
+        return real_detect(self, images)
+
+    monkeypatch.setattr(detector_class, "detect", counted)
     folders = {}
     for algo in ("fp32", "bnn"):
+        detected.clear()
         folder = folders[algo] = tmp_path / algo
         folder.mkdir(exist_ok=True)
         checkpoint = fp
@@ -82,6 +92,7 @@ def test_detection_cells_export_time_and_count(tmp_path, monkeypatch, arch):
         onnx = export.loc["onnx"]
         assert onnx["status"] == "ok" and onnx["n_samples"] == 4, onnx
         assert onnx["argmax_agreement"] == 1.0 and onnx["within_logit_tolerance"] == 1.0
+        assert detected == [4]  # the clean evaluation's detections are the parity reference
         assert export.loc["qonnx", "status"] == "ok", export.loc["qonnx"]
         if arch.startswith("faster_rcnn"):  # the RoI head is its own graph, beside model.onnx
             assert (folder / "model.roi_head.onnx").exists()

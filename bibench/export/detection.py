@@ -117,10 +117,10 @@ def ort_detect(model: nn.Module, paths: dict[str, Path], images: Tensor, optimiz
 
 
 @torch.no_grad()
-def detection_parity(model: nn.Module, paths: dict[str, Path], images: Tensor, atol: float
-                     ) -> Parity:
+def detection_parity(model: nn.Module, paths: dict[str, Path], images: Tensor, atol: float,
+                     reference: list[dict[str, Tensor]] | None = None) -> Parity:
     """onnxruntime's detections (the graphs + the model's own post-processing) against
-    PyTorch's, image by image, after NMS.
+    PyTorch's (`reference`, computed when None), image by image, after NMS.
 
     `argmax_agreement`: the fraction of images where both keep the same objects (count and
     labels); `within_tolerance`: of those, boxes and scores within `atol` times the image's
@@ -129,7 +129,7 @@ def detection_parity(model: nn.Module, paths: dict[str, Path], images: Tensor, a
     in binarized networks: docs/detection.md).
     """
     got, _ = ort_detect(model, paths, images, optimize=False)
-    want = model.eval().detect(images)
+    want = reference if reference is not None else model.eval().detect(images)
     same, close, worst = 0, 0, 0.0
     for g, w in zip(got, want, strict=True):
         if len(g["labels"]) != len(w["labels"]) or not torch.equal(g["labels"], w["labels"]):
