@@ -21,6 +21,7 @@ rule latency:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
         "benchmarks/latency/{task}/{arch}/{algo}/seed{seed}.tsv"
+    priority: PRIORITY["latency"]
     threads: LATENCY_THREADS
     resources:
         mem_mb=2000,

@@ -30,6 +30,7 @@ rule evaluate:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
         "benchmarks/evaluate/{task}/{arch}/{algo}/seed{seed}.tsv"
+    priority: PRIORITY["evaluate"]
     threads: 1
     resources:
         mem_mb=4000,

@@ -23,6 +23,7 @@ rule sensitivity:
         "logs/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.log",
     benchmark:
         "benchmarks/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.tsv"
+    priority: PRIORITY["train_cell"]
     threads: TRAIN_THREADS
     resources:
         mem_mb=4000,

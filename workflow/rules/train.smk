@@ -19,6 +19,7 @@ rule pretrain:
         "logs/pretrain/{task}/{arch}/seed{seed}.log",
     benchmark:
         "benchmarks/pretrain/{task}/{arch}/seed{seed}.tsv"
+    priority: PRIORITY["pretrain"]
     threads: TRAIN_THREADS
     resources:
         mem_mb=4000,
@@ -53,6 +54,7 @@ rule binarize_finetune:
         "logs/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
         "benchmarks/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.tsv"
+    priority: PRIORITY["train_cell"]
     threads: TRAIN_THREADS
     resources:
         mem_mb=4000,
