@@ -38,7 +38,13 @@ from bibench.export.openvino import (
     export_openvino_binary,
     openvino_predict,
 )
-from bibench.export.qonnx import QONNX_DOMAIN, count_bipolar_quant, export_qonnx, qonnx_predict
+from bibench.export.qonnx import (
+    QONNX_DOMAIN,
+    count_bipolar_quant,
+    export_qonnx,
+    qonnx_onnxruntime_predict,
+    qonnx_predict,
+)
 from bibench.latency.timing import count_binary_convolutions, openvino_compile, time_openvino
 from bibench.models import build_model
 
@@ -165,7 +171,34 @@ def test_qonnx_form_matches_pytorch(trained, tmp_path, algo):
         assert set(np.unique(inits[n.input[0]])) <= {-1.0, 1.0}
         consumers = [c.op_type for c in graph.node if n.output[0] in c.input]
         assert consumers == ["Conv"]
-    assert_agrees(qonnx_predict(path, x.numpy()), torch_logits(models[algo], x))
+    reference = qonnx_predict(path, x.numpy())
+    assert_agrees(reference, torch_logits(models[algo], x))
+    # the export check's runner gives qonnx's answers (BipolarQuant as an ONNX function)
+    np.testing.assert_allclose(qonnx_onnxruntime_predict(path, x.numpy()), reference,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_the_qonnx_runner_matches_qonnx_on_bi_attention(tmp_path, one_thread):
+    """BERT's bi-attention puts BipolarQuant on both operands of a MatMul; the evaluate job's
+    onnxruntime runner and qonnx's executor agree on a binarized TinyBERT's QONNX form."""
+    from bibench.models import get_architecture
+
+    torch.manual_seed(0)
+    x = torch.randint(1, 100, (4, 12))
+    x[:, 9:] = 0  # padding
+    fp = get_architecture("bert_tiny4").build((12,), 2, num_hidden_layers=1, hidden_size=32,
+                                              num_attention_heads=2, intermediate_size=64,
+                                              vocab_size=100)
+    model = binarize(fp, "bnn", example_input=x).eval()
+    path = tmp_path / "bert.qonnx.onnx"
+    export_qonnx(model, x[:1], path)
+    graph = onnx.load(str(path)).graph
+    quant_inputs = {i for n in graph.node if n.op_type == "BipolarQuant" for i in n.output}
+    assert any(n.op_type == "MatMul" and set(n.input) <= quant_inputs for n in graph.node)
+    reference = qonnx_predict(path, x.numpy())
+    np.testing.assert_allclose(reference, torch_logits(model, x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(qonnx_onnxruntime_predict(path, x.numpy()), reference,
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_qonnx_predict_leaves_the_environment_as_it_found_it(trained, tmp_path, monkeypatch):
@@ -187,10 +220,14 @@ def test_onnx_newer_than_onnxruntime_is_named_as_the_cause(trained, tmp_path, mo
     models, x = trained
     path = tmp_path / "model.qonnx.onnx"
     export_qonnx(models["bnn"], x[:2], path)
-    monkeypatch.setattr(onnx, "IR_VERSION", 99)
-    with pytest.raises(RuntimeError, match=r"writes ONNX IR version 99, which onnxruntime .* "
-                       r"cannot load .*matching releases"):
-        qonnx_predict(path, x[:2].numpy())
+    monkeypatch.setattr(onnx, "IR_VERSION", 99)  # qonnx writes a model per node with it
+    written = onnx.load(str(path))
+    written.ir_version = 99  # the exporter writes the file with it
+    onnx.save(written, str(path))
+    for run in (qonnx_predict, qonnx_onnxruntime_predict):
+        with pytest.raises(RuntimeError, match=r"writes ONNX IR version 99, which "
+                           r"onnxruntime .* cannot load .*matching releases"):
+            run(path, x[:2].numpy())
 
 
 def test_deployability_decided_by_trying_matches_paper(forms):
@@ -284,7 +321,8 @@ def test_sign_of_zero_is_plus_one_in_every_form(tmp_path, one_thread):
     export_qonnx(model, x, tmp_path / "q.onnx")
     for got in (openvino_predict(tmp_path / "ov" / IR_FILE, x.numpy()),
                 openvino_predict(tmp_path / "ov" / MODEL_FILE, x.numpy()),
-                qonnx_predict(tmp_path / "q.onnx", x.numpy())):
+                qonnx_predict(tmp_path / "q.onnx", x.numpy()),
+                qonnx_onnxruntime_predict(tmp_path / "q.onnx", x.numpy())):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
     # the same comparison with sign(0) = -1 differs: the test above can fail
     flipped = model[2](F.conv2d(torch.where(model[0](x) > 0, 1.0, -1.0),
@@ -419,8 +457,8 @@ def _negate_first_binary_weights(path: Path) -> None:
 @pytest.mark.parametrize("form", ["onnx", "qonnx"])
 def test_a_corrupted_form_fails_with_the_default_sample_counts(trained, tmp_path, monkeypatch,
                                                                form):
-    """The default config checks few samples (the QONNX executor is slow): a form that
-    disagrees with PyTorch must still be caught with those counts."""
+    """A form that disagrees with PyTorch is caught with the default config's parity sample
+    count, by the checks the evaluate job runs."""
     import bibench.export.onnx as export_onnx_module
     import bibench.export.qonnx as export_qonnx_module
     from bibench import jobs

@@ -89,10 +89,11 @@ def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained
 
 def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits, monkeypatch):
     """onnxruntime's conv + BatchNorm fusion rounds differently and flips signs near 0 in
-    binarized networks: the parity check runs the file with graph rewrites off."""
+    binarized networks: the parity checks of the ONNX and QONNX forms run the files with graph
+    rewrites off, the QONNX check on every parity sample."""
     import bibench.latency.timing as timing
     from bibench.config import load_config
-    from bibench.jobs import _onnx_form
+    from bibench.jobs import _onnx_form, _qonnx_form
 
     sessions: list[bool] = []
     real = timing.ort_session
@@ -108,6 +109,8 @@ def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits,
         ref = model(x).numpy()
     row = _onnx_form(model, x, ref, str(tmp_path / "m.onnx"), settings, {}, True)
     assert row["status"] == "ok" and sessions == [False]
+    row = _qonnx_form(model, x, ref, str(tmp_path / "m.qonnx.onnx"), settings, {}, True)
+    assert row["status"] == "ok" and row["n_samples"] == len(x) and sessions == [False, False]
 
 
 def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32, digits,
@@ -125,12 +128,12 @@ def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32,
         ref = model(x).numpy()
     moved = ref.copy()
     moved[:3] += 0.3 * (moved[:3] == moved[:3].max(1, keepdims=True))  # the winner grows
-    monkeypatch.setattr(qonnx_module, "qonnx_predict", lambda _path, _x: moved)
+    monkeypatch.setattr(qonnx_module, "qonnx_onnxruntime_predict", lambda _path, _x: moved)
     path = str(tmp_path / "m.qonnx.onnx")
     assert _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)["status"] == "ok"
     assert _qonnx_form(model, x, ref, path, settings, {}, True)["status"].startswith("failed")
     swapped = ref.copy()
     swapped[:3] = swapped[:3, ::-1]  # answers change on 3 of 16: below 0.9 agreement
-    monkeypatch.setattr(qonnx_module, "qonnx_predict", lambda _path, _x: swapped)
+    monkeypatch.setattr(qonnx_module, "qonnx_onnxruntime_predict", lambda _path, _x: swapped)
     row = _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)
     assert row["status"].startswith("failed: qonnx disagrees")

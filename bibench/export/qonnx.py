@@ -9,8 +9,10 @@ layer becomes
 
 so the 1-bit tensors are explicit and every scale is a visible Mul. The output re-scaling is
 exported as the algorithm computes it (XNOR's run-time K map, XNOR++'s spatial Gamma): QONNX is
-a description format, so every algorithm has a QONNX form, deployable or not. qonnx's own
-executor (numpy for the custom op, onnxruntime node by node) runs it to check parity.
+a description format, so every algorithm has a QONNX form, deployable or not. The export check
+runs the file in onnxruntime with `BipolarQuant` given its QONNX definition as an ONNX function
+(`qonnx_onnxruntime_predict`); qonnx's own executor (`qonnx_predict`: numpy for the custom op,
+onnxruntime node by node, 5-25x slower) is the reference the tests hold that runner to.
 
 `plan_binarized_layers` decomposes each binarized layer by running it, not by reading the
 algorithm's declared facts: it checks that the layer computes exactly
@@ -514,6 +516,49 @@ def _ir_mismatch(message: str) -> str:
             f"onnxruntime {onnxruntime.__version__} cannot load ({message.splitlines()[-1]}): "
             "install onnx and onnxruntime of matching releases (pip install -U onnxruntime, "
             "or an older onnx)")
+
+
+def _bipolar_quant_function(opset: int) -> onnx.FunctionProto:
+    """BipolarQuant as qonnx defines it (qonnx.custom_op.general.bipolar_quant.binary_quant:
+    where(x >= 0, 1, -1) * scale), written in standard ONNX ops for onnxruntime."""
+    from onnx import TensorProto, helper
+
+    def constant(name: str, value: float) -> onnx.NodeProto:
+        tensor = helper.make_tensor(name, TensorProto.FLOAT, [], [value])
+        return helper.make_node("Constant", [], [name + "_f"], value=tensor)
+
+    nodes = [constant("zero", 0.0), constant("one", 1.0), constant("minus_one", -1.0),
+             *[helper.make_node("CastLike", [name + "_f", "x"], [name])
+               for name in ("zero", "one", "minus_one")],
+             helper.make_node("GreaterOrEqual", ["x", "zero"], ["nonnegative"]),
+             helper.make_node("Where", ["nonnegative", "one", "minus_one"], ["sign"]),
+             helper.make_node("Mul", ["sign", "scale"], ["y"])]
+    return helper.make_function(QONNX_DOMAIN, "BipolarQuant", ["x", "scale"], ["y"], nodes,
+                                [helper.make_opsetid("", opset)])
+
+
+def qonnx_onnxruntime_predict(path: str | Path, x: np.ndarray, threads: int = 1
+                              ) -> np.ndarray:
+    """Run a QONNX file in one onnxruntime session, its BipolarQuant nodes defined by
+    `_bipolar_quant_function`; graph rewrites off, as for the ONNX form.
+
+    The file is run as written (no node of it is changed or removed); only the custom op's
+    definition is added. tests/test_export_forms.py holds this runner to qonnx's executor on
+    every algorithm's graph: a MiniLM cell's check takes 1 s here and 6 s there."""
+    from bibench.latency.timing import ort_session
+
+    model = onnx.load(str(path))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    model.functions.append(_bipolar_quant_function(opset))
+    try:
+        session = ort_session(model.SerializeToString(), threads=threads, optimize=False)
+    except Exception as err:
+        if "Unsupported model IR version" not in str(err):
+            raise
+        raise RuntimeError(_ir_mismatch(str(err))) from err
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: np.ascontiguousarray(x[i:i + 256])})[0]
+                           for i in range(0, len(x), 256)])
 
 
 def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:

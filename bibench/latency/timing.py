@@ -35,8 +35,9 @@ class Timing:
     repeats: int
 
 
-def ort_session(path: str | Path, *, threads: int = 1, optimize: bool = True
+def ort_session(path: str | Path | bytes, *, threads: int = 1, optimize: bool = True
                 ) -> ort.InferenceSession:
+    """A one-threaded-by-default CPU session of a file (or a serialized model)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -45,7 +46,8 @@ def ort_session(path: str | Path, *, threads: int = 1, optimize: bool = True
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def cpu_model() -> str:
