@@ -18,6 +18,7 @@ from bibench.training.device import (
     determinism_note,
     nondeterministic_ops,
 )
+from bibench.training.optim import SCHEDULERS, SGD, Adam, learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +43,23 @@ class TrainSettings:
         return cls(**settings)
 
     def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; expected one of "
+                             f"{SCHEDULERS}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown training precision {self.precision!r}; expected one of "
                              f"{PRECISIONS}")
 
 
-def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: TrainSettings) -> Adam | SGD:
+    """The settings' optimizer over the trainable parameters (bibench.training.optim: torch's
+    update without torch.optim's import of torch._dynamo)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        return SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+        return Adam(params, lr=s.lr, weight_decay=s.weight_decay)
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
-
-
-def make_scheduler(opt: torch.optim.Optimizer, s: TrainSettings
-                   ) -> torch.optim.lr_scheduler.LRScheduler:
-    if s.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
-    if s.scheduler == "step":  # decay by 10 at 1/2 and 3/4 of training
-        milestones = [max(1, s.epochs // 2), max(1, (3 * s.epochs) // 4)]
-        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-    if s.scheduler == "constant":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
-    raise ValueError(f"unknown scheduler {s.scheduler!r}")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -140,7 +134,6 @@ def train(
 def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, seed: int,
             device: torch.device, task_type: str) -> list[dict[str, Any]]:
     opt = make_optimizer(model, settings)
-    sched = make_scheduler(opt, settings)
     gen = torch.Generator().manual_seed(seed)
     loss_fn = loss_function(task_type)
     n = len(x)
@@ -148,7 +141,7 @@ def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, 
     for epoch in range(settings.epochs):
         update_schedules(model, epoch, settings.epochs)
         start = time.perf_counter()
-        lr = opt.param_groups[0]["lr"]
+        lr = opt.lr = learning_rate(settings.scheduler, settings.lr, epoch, settings.epochs)
         total_loss, correct, seen, status = 0.0, 0.0, 0, "ok"
         for idx in torch.randperm(n, generator=gen).split(settings.batch_size):
             xb, yb = x[idx].to(device), y[idx].to(device)
@@ -157,13 +150,12 @@ def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, 
             if not math.isfinite(loss.item()):
                 status = "diverged"
                 break
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             total_loss += loss.item() * len(idx)
             correct += _correct(logits, yb, task_type)
             seen += len(idx)
-        sched.step()
         seconds = time.perf_counter() - start
         record = {
             "epoch": epoch + 1,
