@@ -286,8 +286,9 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
              onnx: str | None = None, qonnx: str | None = None, openvino: str | None = None,
              device: str = "cpu", determinism: str = "warn") -> None:
     """Everything measured on a trained cell's model, loaded once: the task metric on the clean
-    test set and on each corruption x severity; then (with `export_settings`) every deployment
-    form checked against PyTorch, and the per-layer complexity.
+    test set and on each corruption x severity; then (with `export_settings`: a task that
+    deploys) every deployment form checked against PyTorch; and (with `complexity`) the
+    per-layer complexity.
 
     One job, not two: on the default grid's small models, starting a process and loading the
     data and the model cost more than either part (issue 18). With `device: cuda` evaluation
@@ -297,9 +298,8 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
 
     from bibench.training.checkpoint import load_checkpoint
 
-    missing = [k for k, v in {"export_table": export_table, "complexity": complexity,
-                              "onnx": onnx, "qonnx": qonnx, "openvino": openvino}.items()
-               if v is None]
+    missing = [k for k, v in {"export_table": export_table, "onnx": onnx, "qonnx": qonnx,
+                              "openvino": openvino}.items() if v is None]
     if export_settings is not None and missing:
         raise ValueError(f"export_settings given without the outputs {', '.join(missing)}")
     torch.set_num_threads(threads)
@@ -308,12 +308,15 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                       dataset=dataset, corruptions=corruptions, threads=threads,
                       table=eval_table, code=code, device=device, determinism=determinism)
-    if export_settings is None:
-        return
-    _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
-            dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
-            qonnx=qonnx, openvino=openvino, table=export_table, complexity=complexity,
-            code=code, clean=clean)
+    if export_settings is not None:
+        _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
+                dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
+                qonnx=qonnx, openvino=openvino, table=export_table, code=code, clean=clean)
+    if complexity is not None:
+        x = data.x_test[:1]
+        _complexity(net.cpu(), net.trace_input(x) if hasattr(net, "trace_input") else x,
+                    task=task, arch=arch, algorithm=algorithm, seed=seed, dataset=dataset,
+                    table=complexity, code=code)
 
 
 def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
@@ -474,11 +477,10 @@ def _openvino_form(net, x, ref, openvino: str, algorithm: str, settings: dict[st
 
 def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
             algorithm: str, seed: int, dataset: dict[str, Any], settings: dict[str, Any],
-            threads: int, onnx: str, qonnx: str, openvino: str, table: str, complexity: str,
-            code: str, clean: CleanResult) -> None:
-    """Every deployment form of the cell, each checked against PyTorch on the test set, and
-    the per-layer complexity of the same model. The evaluation's clean outputs are the
-    reference where they were computed on the CPU.
+            threads: int, onnx: str, qonnx: str, openvino: str, table: str, code: str,
+            clean: CleanResult) -> None:
+    """Every deployment form of the cell, each checked against PyTorch on the test set. The
+    evaluation's clean outputs are the reference where they were computed on the CPU.
 
     A form that disagrees with PyTorch or does not deploy is a row with its reason, not a job
     failure: the rest of the grid and the report go on, and the report names it.
@@ -516,9 +518,6 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
         log.info("%s: %s (argmax agreement %.4f, max |logit diff| %.3g, %d bytes)", r["form"],
                  r["status"], r["argmax_agreement"], r["max_abs_logit_diff"], r["file_bytes"])
     write_table(rows, table, "export")
-    example = net.trace_input(x[:1]) if hasattr(net, "trace_input") else x[:1]
-    _complexity(net, example, task=task, arch=arch, algorithm=algorithm, seed=seed,
-                dataset=dataset, table=complexity, code=code)
 
 
 def _first_output(graph, x) -> Any:

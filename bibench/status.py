@@ -68,15 +68,19 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
 
     model = trained / "model.pt"
     fp32_onnx = root / f"results/cells/{task}/{arch}/{FP32}/seed{seed}/model.onnx"
+    train = Job(train_rule, {"train": {"dataset": data,
+                                       "settings": training_settings(spec, algo)}},
+                code(train_rule), {"train": trained / "train.parquet"}, [model],
+                [] if algo == FP32 else [pretrained / "model.pt"])
+    measured = {"eval": {"dataset": data, "corruptions": corruption_settings(spec)},
+                "complexity": {"dataset": data}}
+    tables = {"eval": cell / "eval.parquet", "complexity": cell / "complexity.parquet"}
+    if not spec["deploy"]:  # accuracy and complexity only (workflow rule evaluate_without_export)
+        return [train, Job("evaluate", measured, code("evaluate"), tables, [], [model])]
     return [
-        Job(train_rule, {"train": {"dataset": data, "settings": training_settings(spec, algo)}},
-            code(train_rule), {"train": trained / "train.parquet"}, [model],
-            [] if algo == FP32 else [pretrained / "model.pt"]),
-        Job("evaluate", {"eval": {"dataset": data, "corruptions": corruption_settings(spec)},
-                         "export": {"dataset": data, "settings": config["export"]},
-                         "complexity": {"dataset": data}}, code("evaluate"),
-            {"eval": cell / "eval.parquet", "export": cell / "export.parquet",
-             "complexity": cell / "complexity.parquet"},
+        train,
+        Job("evaluate", {**measured, "export": {"dataset": data, "settings": config["export"]}},
+            code("evaluate"), {**tables, "export": cell / "export.parquet"},
             [cell / n for n in EXPORT_FILES], [model]),
         Job("latency", {"latency": {"settings": config["latency"]}}, code("latency"),
             {"latency": cell / "latency.parquet"}, [],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -287,6 +290,41 @@ def test_changing_one_tasks_hyperparameter_makes_only_its_cells_stale(tiny_run):
     outputs = tiny_run.planned_outputs(config=config)
     assert any(o.startswith("results/pretrain/mnist/") for o in outputs)
     assert not any("/digits/" in o for o in outputs), outputs
+
+
+def test_a_task_that_does_not_deploy_is_measured_without_forms_or_latency(tiny_run,
+                                                                          tmp_path):
+    """deploy: false: the task's cells get their metric and complexity, no export forms and
+    no latency; the summary tables and the report say so, and the other task is untouched."""
+    from conftest import Workflow
+
+    wf = Workflow.clone(tiny_run, tmp_path / "wf")
+    config = _write_config(wf, "undeployed.yaml",
+                           _variant(lambda c: c["tasks"]["digits"].update(deploy=False)))
+    cells = len(TINY["algorithms"]) * len(TINY["seeds"])
+    assert wf.planned_jobs(config=config) == {"evaluate_without_export": cells,
+                                              "aggregate": 1, "report": 1, "all": 1}
+    outputs = wf.planned_outputs(config=config)
+    assert not any(o.endswith(("model.onnx", "export.parquet", "latency.parquet"))
+                   for o in outputs), outputs
+    wf.snakemake(config=config)
+    results = wf.root / "results"
+    metrics = read_table(results / "metrics.parquet", "metrics")
+    digits, mnist = metrics[metrics["task"] == "digits"], metrics[metrics["task"] == "mnist"]
+    assert digits["value"].notna().all() and (digits["compression_ratio"] > 0).all()
+    assert digits["onnx_argmax_agreement"].isna().all()
+    assert digits["latency_median_ms"].isna().all() and mnist["latency_median_ms"].notna().all()
+    assert set(read_table(results / "latency.parquet", "latency")["task"]) == {"mnist"}
+    assert "<code>deploy: false</code>" in (results / "report.html").read_text()
+    for stale in (results / "cells" / "digits").rglob("*"):  # the deployed run's files
+        if stale.name in ("export.parquet", "latency.parquet", "model.onnx"):
+            stale.unlink()
+    assert wf.planned_jobs(config=config) == {}  # not wanted: not recomputed
+    status = subprocess.run([sys.executable, "-m", "bibench.cli", "status", "--configfile",
+                             config, "--json"], cwd=wf.root, env=wf.env, capture_output=True,
+                            text=True, check=True)
+    states = {s["cell"]: s["state"] for s in json.loads(status.stdout)}
+    assert set(states.values()) <= {"up to date", "at chance"}, states
 
 
 # --------------------------------------------------------------------------- bad configs

@@ -91,6 +91,8 @@ def _context(metrics: pd.DataFrame, tracks: pd.DataFrame, latency: pd.DataFrame,
         "corruption_figures": cells.corruption_figures(metrics, stats),
         "sensitivity_figures": sensitivity_figure(sensitivity),
         "latency_tables": hardware.latency_tables(latency),
+        # a task that deploys has latency rows, failed ones included (the latency job's)
+        "undeployed_tasks": sorted(set(metrics["task"]) - set(latency["task"])),
         "reference_tables": hardware.reference_tables(latency),
         "deployability": hardware.deployability(latency),
         "speedup_figures": hardware.speedup_figures(latency),

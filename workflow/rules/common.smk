@@ -61,7 +61,14 @@ LATENCY_THREADS = max(
 
 
 def _alternatives(names):
-    return "|".join(sorted(names, key=len, reverse=True))
+    """A wildcard pattern matching exactly these names; one that matches nothing if none."""
+    return "|".join(sorted(names, key=len, reverse=True)) or "(?!)"
+
+
+# Tasks whose cells are exported and timed (a task's `deploy`); the others are measured for
+# accuracy and theoretical complexity only.
+DEPLOYED_TASKS = [t for t, spec in TASKS.items() if spec["deploy"]]
+UNDEPLOYED_TASKS = [t for t in TASKS if t not in DEPLOYED_TASKS]
 
 
 wildcard_constraints:
@@ -158,8 +165,10 @@ def cells():
     ]
 
 
-def cell_files(pattern):
-    return [pattern.format(**c) for c in cells()]
+def cell_files(pattern, deployed_only=False):
+    """`pattern` for every cell (with deployed_only: of the tasks that deploy)."""
+    return [pattern.format(**c) for c in cells()
+            if not deployed_only or c["task"] in DEPLOYED_TASKS]
 
 
 def train_tables(wildcards=None):
@@ -214,32 +223,25 @@ SUMMARY_FILES = [
     "results/report.html",
 ]
 CELL_DIR = "results/cells/{task}/{arch}/{algo}/seed{seed}/"
-EVALUATE_FILES = [
-    "eval.parquet",
-    "model.onnx",
-    "model.qonnx.onnx",
-    "openvino",
-    "export.parquet",
-    "complexity.parquet",
-]
+MEASURE_FILES = ["eval.parquet", "complexity.parquet"]
+EXPORT_FILES = ["model.onnx", "model.qonnx.onnx", "openvino", "export.parquet"]
 
 
 def _cell_chains(c):
     """(outputs of a job of cell c, files computed from them)."""
     cell = CELL_DIR.format(**c)
     trained = [_trained_file(n, **c) for n in ("model.pt", "train.parquet")]
-    evaluated = [f"{cell}{n}" for n in EVALUATE_FILES]
-    timed = [f"{cell}latency.parquet"]
+    deployed = c["task"] in DEPLOYED_TASKS
+    timed_name = ["latency.parquet"] if deployed else []
+    evaluated = [f"{cell}{n}" for n in MEASURE_FILES + (EXPORT_FILES if deployed else [])]
+    timed = [f"{cell}{n}" for n in timed_name]
     downstream = evaluated + timed + SUMMARY_FILES
     if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
         group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
-        downstream += [f"{d}{n}" for d in group for n in ("model.pt", "latency.parquet")]
+        downstream += [f"{d}{n}" for d in group for n in ["model.pt", *timed_name]]
         downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
-    return [
-        (trained, downstream),
-        (evaluated, timed + SUMMARY_FILES),
-        (timed, SUMMARY_FILES),
-    ]
+    chains = [(trained, downstream), (evaluated, timed + SUMMARY_FILES)]
+    return chains + ([(timed, SUMMARY_FILES)] if deployed else [])
 
 
 def deleted_results():

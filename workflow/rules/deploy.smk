@@ -17,6 +17,8 @@ rule latency:
         seed="{seed}",
         settings=LATENCY,
         code=code("latency"),
+    wildcard_constraints:
+        task=_alternatives(DEPLOYED_TASKS),
     log:
         "logs/latency/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:

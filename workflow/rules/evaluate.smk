@@ -3,7 +3,7 @@ rule evaluate:
     clean test set and on every corruption x severity; every deployment form (ONNX, QONNX,
     OpenVINO binary), each checked against PyTorch on the test set; the per-layer complexity
     (paper Eq. 7). One job per cell: on small models the start of a job costs more than
-    either half (issue 18)."""
+    either half (issue 18). For the cells of tasks that deploy (DEPLOYED_TASKS)."""
     input:
         force_deleted_results,
         data=dataset_files,
@@ -26,6 +26,8 @@ rule evaluate:
         device=DEVICE,
         determinism=DETERMINISM,
         code=code("evaluate"),
+    wildcard_constraints:
+        task=_alternatives(DEPLOYED_TASKS),
     log:
         "logs/evaluate/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
@@ -39,3 +41,24 @@ rule evaluate:
         "../envs/bibench.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+use rule evaluate as evaluate_without_export with:
+    """The task metric (clean, corrupted) and the complexity of a cell of a task that does not
+    deploy (`deploy: false`): no deployment forms, so no latency either."""
+    output:
+        eval_table="results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet",
+        complexity="results/cells/{task}/{arch}/{algo}/seed{seed}/complexity.parquet",
+    params:
+        task="{task}",
+        arch="{arch}",
+        algorithm="{algo}",
+        seed="{seed}",
+        dataset=dataset_params,
+        corruptions=corruption_params,
+        export_settings=None,
+        device=DEVICE,
+        determinism=DETERMINISM,
+        code=code("evaluate"),
+    wildcard_constraints:
+        task=_alternatives(UNDEPLOYED_TASKS),

@@ -4,8 +4,10 @@ rule aggregate:
         force_deleted_results,
         train_tables=train_tables,
         eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
-        export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet"),
-        latency_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet"),
+        export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
+                                 deployed_only=True),
+        latency_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet",
+                                  deployed_only=True),
         complexity_tables=complexity_tables,
         sensitivity_tables=sensitivity_tables,
     output:

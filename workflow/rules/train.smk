@@ -49,7 +49,7 @@ rule binarize_finetune:
         determinism=DETERMINISM,
         code=code("binarize_finetune"),
     wildcard_constraints:
-        algo=_alternatives(BINARY_ALGORITHMS) if BINARY_ALGORITHMS else "(?!)",
+        algo=_alternatives(BINARY_ALGORITHMS),
     log:
         "logs/binarize_finetune/{task}/{arch}/{algo}/seed{seed}.log",
     benchmark:
