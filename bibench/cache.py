@@ -38,6 +38,8 @@ PREDICTION = ("evaluation/predict.py", "evaluation/task_metrics.py",
 EVALUATION = ("evaluation/*.py", "evaluation/frost/*", "metrics/quality.py")
 EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/quality.py",
           *PREDICTION)
+# The evaluate job of a task that does not deploy: metrics and complexity, no export forms.
+MEASUREMENT = (*CHECKPOINT, *EVALUATION, "metrics/complexity.py")
 LATENCY = ("latency/*.py", "catalog.py")
 AGGREGATE = ("metrics/*.py", "catalog.py", "models/__init__.py")
 REPORT = ("report/**/*", "metrics/aggregate.py", "metrics/tracks.py", "metrics/overall.py",
@@ -80,13 +82,15 @@ DATASET_MODULES = {
 CORRUPTION_FILES = (*_OFFICIAL, "data/official/images.py")
 
 TRAINED_RULES = ("pretrain", "binarize_finetune", "sensitivity")
-MODEL_RULES = (*TRAINED_RULES, "evaluate")
+EVALUATE_RULES = ("evaluate", "evaluate_without_export")
+MODEL_RULES = (*TRAINED_RULES, *EVALUATE_RULES)
 
 
 def _stage_files(rule: str) -> tuple[str, ...]:
     stages = {"pretrain": TRAINING, "binarize_finetune": TRAINING,
               "sensitivity": TRAINING + PREDICTION,
-              "evaluate": CHECKPOINT + EVALUATION + EXPORT, "latency": LATENCY,
+              "evaluate": MEASUREMENT + EXPORT, "evaluate_without_export": MEASUREMENT,
+              "latency": LATENCY,
               "aggregate": AGGREGATE, "report": REPORT}
     try:
         return GLUE + stages[rule]
@@ -106,7 +110,7 @@ def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
         if algorithm != FP32:
             patterns += BINARIZATION
             extra.append(_algorithm_sources()[algorithm])
-    if rule == "evaluate" and corruption_files:
+    if rule in EVALUATE_RULES and corruption_files:
         patterns += CORRUPTION_FILES
     files = {p for pattern in patterns for p in _expand(pattern)}
     return sorted(files | set(extra), key=str)

@@ -76,7 +76,8 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
                 "complexity": {"dataset": data}}
     tables = {"eval": cell / "eval.parquet", "complexity": cell / "complexity.parquet"}
     if not spec["deploy"]:  # accuracy and complexity only (workflow rule evaluate_without_export)
-        return [train, Job("evaluate", measured, code("evaluate"), tables, [], [model])]
+        return [train, Job("evaluate", measured, code("evaluate_without_export"), tables, [],
+                           [model])]
     return [
         train,
         Job("evaluate", {**measured, "export": {"dataset": data, "settings": config["export"]}},

@@ -325,6 +325,10 @@ def test_a_task_that_does_not_deploy_is_measured_without_forms_or_latency(tiny_r
                             text=True, check=True)
     states = {s["cell"]: s["state"] for s in json.loads(status.stdout)}
     assert set(states.values()) <= {"up to date", "at chance"}, states
+    source = wf.root / "bibench" / "export" / "qonnx.py"  # export code: deployed cells only
+    source.write_text(source.read_text() + "\n# edited\n")
+    assert wf.planned_jobs(config=config) == {"evaluate": cells, "latency": cells,
+                                              "aggregate": 1, "report": 1, "all": 1}
 
 
 # --------------------------------------------------------------------------- bad configs

@@ -59,6 +59,6 @@ use rule evaluate as evaluate_without_export with:
         export_settings=None,
         device=DEVICE,
         determinism=DETERMINISM,
-        code=code("evaluate"),
+        code=code("evaluate_without_export"),
     wildcard_constraints:
         task=_alternatives(UNDEPLOYED_TASKS),
