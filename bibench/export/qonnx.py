@@ -545,6 +545,7 @@ def qonnx_onnxruntime_predict(path: str | Path, x: np.ndarray, threads: int = 1
     The file is run as written (no node of it is changed or removed); only the custom op's
     definition is added. tests/test_export_forms.py holds this runner to qonnx's executor on
     every algorithm's graph: a MiniLM cell's check takes 1 s here and 6 s there."""
+    from bibench.export.onnx import ort_predict
     from bibench.latency.timing import ort_session
 
     model = onnx.load(str(path))
@@ -556,9 +557,7 @@ def qonnx_onnxruntime_predict(path: str | Path, x: np.ndarray, threads: int = 1
         if "Unsupported model IR version" not in str(err):
             raise
         raise RuntimeError(_ir_mismatch(str(err))) from err
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: np.ascontiguousarray(x[i:i + 256])})[0]
-                           for i in range(0, len(x), 256)])
+    return ort_predict(session, torch.from_numpy(np.ascontiguousarray(x)))
 
 
 def qonnx_predict(path: str | Path, x: np.ndarray) -> np.ndarray:
