@@ -27,23 +27,26 @@ from bibench.catalog import FP32, algorithm_sources
 
 PACKAGE = Path(__file__).resolve().parent
 
-# Files every job's results depend on: the job functions, the table schemas, the settings hash.
-GLUE = ("jobs.py", "io.py", "config.py")
+# Files every job's results depend on: the job functions, the table schemas, the settings hash,
+# the catalog of names every registry reads, and the machine description in every row.
+GLUE = ("jobs.py", "io.py", "config.py", "catalog.py", "latency/machine.py")
 # Code that turns a model into a binarized one (for the cells of every binarization algorithm).
 BINARIZATION = ("algorithms/__init__.py", "algorithms/base.py", "binarize.py")
 TRAINING = ("training/*.py",)
-CHECKPOINT = ("training/checkpoint.py",)
 PREDICTION = ("evaluation/predict.py", "evaluation/task_metrics.py",
               "evaluation/detection_metrics.py")
 EVALUATION = ("evaluation/*.py", "evaluation/frost/*", "metrics/quality.py")
 EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/quality.py",
           *PREDICTION)
 # The evaluate job of a task that does not deploy: metrics and complexity, no export forms.
-MEASUREMENT = (*CHECKPOINT, *EVALUATION, "metrics/complexity.py")
-LATENCY = ("latency/*.py", "catalog.py")
-AGGREGATE = ("metrics/*.py", "catalog.py", "models/__init__.py")
-REPORT = ("report/**/*", "metrics/aggregate.py", "metrics/tracks.py", "metrics/overall.py",
-          "catalog.py")
+# (Training code too: the device set-up lives there, and a change to training changes the
+# checkpoint that the evaluation reads anyway.)
+MEASUREMENT = (*TRAINING, *EVALUATION, "metrics/complexity.py")
+LATENCY = ("latency/*.py",)
+# The registries the aggregate reads every architecture's family and algorithm's facts from.
+AGGREGATE = ("metrics/*.py", "models/**/*.py", "algorithms/*.py")
+REPORT = ("report/**/*", "metrics/*.py", "models/__init__.py", "algorithms/__init__.py",
+          "algorithms/base.py")
 
 _DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
               "models/detection/ops.py")

@@ -85,10 +85,30 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
     try:
         with job_logging(smk.log[0] if smk.log else None):
             job(**{k: v for k, v in kwargs.items() if k in accepted})
+            log.info("%s %s", CODE_LOADED, " ".join(loaded_sources()))
     except DamagedFileError as err:  # one message that says what to do, not a traceback
         if not smk.log:  # else it is in the log, which Snakemake shows (show-failed-logs)
             print(f"bibench: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+CODE_LOADED = "bibench code loaded:"
+
+
+def loaded_sources() -> list[str]:
+    """The package's source files this process has imported, relative to the package.
+
+    Logged at the end of every job so that a test can hold the cache's code map
+    (`bibench.cache`) to what the jobs really ran: a module a job imports but its map leaves
+    out would let an edit to it go unnoticed by the cache.
+    """
+    package = Path(bibench.__file__).resolve().parent
+    files = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and Path(path).resolve().is_relative_to(package):
+            files.add(Path(path).resolve().relative_to(package).as_posix())
+    return sorted(files)
 
 
 def device_model(device: str) -> str:
@@ -98,7 +118,7 @@ def device_model(device: str) -> str:
         import torch
 
         return torch.cuda.get_device_name(torch.device(device))
-    from bibench.latency.timing import cpu_model
+    from bibench.latency.machine import cpu_model
 
     return cpu_model()
 

@@ -131,7 +131,7 @@ AVX512_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 avx512f avx512bw av
 
 
 def test_isa_features_name_what_the_binary_kernel_uses():
-    from bibench.latency.timing import isa_features
+    from bibench.latency.machine import isa_features
 
     assert isa_features(AVX512_FLAGS) == "avx2 avx512f avx512_vpopcntdq"
     assert isa_features("flags : fpu sse2 avx avx2 fma\n") == "avx2"

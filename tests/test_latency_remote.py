@@ -176,7 +176,7 @@ def test_run_remote_benchmark_app(device: dict, models: list[Path]) -> None:
 
 
 def test_remote_cpu_model(device: dict) -> None:
-    from bibench.latency.timing import cpu_model
+    from bibench.latency.machine import cpu_model
 
     assert remote_cpu_model(device) == cpu_model()  # loopback: the same machine
 
@@ -319,7 +319,7 @@ def test_latency_rows_of_a_remote_device(device: dict, models: list[Path]) -> No
     assert row["repeats"] == 50 and row["median_ms"] > 0 and row["fp32_median_ms"] > 0
     assert row["speedup_vs_fp32"] == pytest.approx(row["fp32_median_ms"] / row["median_ms"])
     assert row["cpu_model"] and not row["cpu_model"].startswith("unknown")
-    from bibench.latency.timing import isa_features
+    from bibench.latency.machine import isa_features
 
     assert row["cpu_isa"] == isa_features()  # the board's own flags (loopback: this machine)
     assert row["engine_version"] == "unknown (remote board)"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bibench.export.onnx import export_onnx
-from bibench.latency.timing import cpu_model, time_onnxruntime
+from bibench.latency.machine import cpu_model
+from bibench.latency.timing import time_onnxruntime
 
 
 def test_latency_protocol(tmp_path, trained_fp32, digits):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -222,6 +223,64 @@ def test_summary_has_the_mean_and_interval_over_both_seeds(tiny_run):
     tracks = read_table(results / "tracks.parquet", "tracks")
     om = tracks[(tracks["algorithm"] == "bnn") & (tracks["metric"] == "OM_task")].iloc[0]
     assert om["n_seeds"] == len(TINY["seeds"]) and om["ci95_low"] <= om["seed_mean"]
+
+
+def _job_of_log(log: Path, root: Path) -> tuple[str, dict]:
+    """The rule and the cell a job's log belongs to, from the log's path."""
+    parts = log.relative_to(root / "logs").with_suffix("").parts
+    if len(parts) == 1:
+        return parts[0], {}
+    rule, task, arch, *rest = parts
+    algorithm = rest[0] if len(rest) > 1 else "fp32"
+    if rule == "evaluate" and not TINY["tasks"][task].get("deploy", True):
+        rule = "evaluate_without_export"
+    cell = {"dataset": TINY["tasks"][task]["dataset"], "arch": arch, "algorithm": algorithm,
+            "corruption_files": TINY["tasks"][task].get("corruption_files") is not None}
+    return rule, cell
+
+
+def _docstring_only(path: Path) -> bool:
+    body = ast.parse(path.read_text()).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body)
+
+
+def test_every_module_a_job_loads_is_in_its_cache_code_map(tiny_run):
+    """A module a job runs but its code map leaves out would let the cache serve results of
+    code that has since changed. The jobs log the package files they loaded; each must be in
+    the job's map, or be a module of another cell (the registries import every architecture,
+    dataset and algorithm; only the cell's own decide its results), or carry no code."""
+    from bibench.cache import (
+        ARCHITECTURE_MODULES,
+        BINARIZATION,
+        DATASET_MODULES,
+        PACKAGE,
+        job_sources,
+    )
+    from bibench.jobs import CODE_LOADED
+
+    def relative(paths):
+        return {Path(p).resolve().relative_to(PACKAGE).as_posix() for p in paths}
+
+    # the version label (the code fingerprint, not the version, identifies the code), the code
+    # map itself (editing it changes every job's fingerprint), packages that are a docstring
+    neutral = {"__init__.py", "cache.py"} | {
+        p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("__init__.py")
+        if _docstring_only(p)}
+    per_cell = relative(algorithm_sources().values()) | set(BINARIZATION)
+    for modules in [*ARCHITECTURE_MODULES.values(), *DATASET_MODULES.values()]:
+        per_cell |= {modules} if isinstance(modules, str) else set(modules)
+    rules = set()
+    for log in sorted((tiny_run.root / "logs").rglob("*.log")):
+        loaded = [line.split(CODE_LOADED, 1)[1].split() for line in log.read_text().splitlines()
+                  if CODE_LOADED in line]
+        assert loaded, f"{log} does not say what code it loaded"
+        rule, cell = _job_of_log(log, tiny_run.root)
+        rules.add(rule)
+        mapped = relative(job_sources(rule, **cell))
+        outside = set(loaded[-1]) - mapped - neutral - (per_cell if cell else set())
+        assert not outside, f"{rule} {cell}: loads {sorted(outside)} outside its code map"
+    assert rules == {"pretrain", "binarize_finetune", "evaluate", "latency", "sensitivity",
+                     "aggregate", "report"}
 
 
 # --------------------------------------------------------------------------- rerun semantics

@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from bibench.latency.timing import Timing, cpu_model, openvino_example, time_openvino
+from bibench.latency.machine import cpu_model
+from bibench.latency.timing import Timing, openvino_example, time_openvino
 
 ENGINES = ("onnxruntime", "openvino")
 

@@ -16,13 +16,12 @@ import pandas as pd
 
 from bibench.catalog import FP32
 from bibench.config import remote_spec
+from bibench.latency.machine import cpu_model, isa_features
 from bibench.latency.reference import reference_note, write_reference
 from bibench.latency.timing import (
     Timing,
-    cpu_model,
     engine_version,
     example_input,
-    isa_features,
     ort_session,
     time_onnxruntime,
 )

@@ -36,7 +36,8 @@ _KEYS = frozenset({"name", "host", "command", *DEFAULTS})
 # A run of a percentile-reporting tool gives one percentile: the median first, then the tails.
 _PERCENTILES = (50, 10, 90)
 # What ship_cli copies next to the models, so the board needs no bibench installed.
-_CLI_FILES = ("__init__.py", "latency/__init__.py", "latency/timing.py", "latency/board.py")
+_CLI_FILES = ("__init__.py", "latency/__init__.py", "latency/machine.py", "latency/timing.py",
+              "latency/board.py")
 _STDERR_TAIL = 2000
 
 
@@ -401,7 +402,7 @@ def remote_cpu_model(spec: Mapping[str, Any]) -> str:
 def remote_cpu_info(spec: Mapping[str, Any]) -> tuple[str, str]:
     """(CPU name as remote_cpu_model reads it, ISA features as bibench.latency.isa_features
     reads them from the board's /proc/cpuinfo: 'unknown' where it has no flags line)."""
-    from bibench.latency.timing import isa_features
+    from bibench.latency.machine import isa_features
 
     validate_device(spec)
     ssh = _Ssh({**DEFAULTS, **spec})
