@@ -36,10 +36,10 @@ import torch
 from bibench.algorithms import available
 from bibench.export.onnx import export_onnx
 from bibench.export.openvino import IR_FILE, export_openvino_binary
+from bibench.latency.machine import cpu_model
 from bibench.latency.reference import write_reference
 from bibench.latency.timing import (
     count_binary_convolutions,
-    cpu_model,
     openvino_compile,
     time_compiled,
 )

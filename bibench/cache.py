@@ -43,8 +43,10 @@ EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/
 # checkpoint that the evaluation reads anyway.)
 MEASUREMENT = (*TRAINING, *EVALUATION, "metrics/complexity.py")
 LATENCY = ("latency/*.py",)
-# The registries the aggregate reads every architecture's family and algorithm's facts from.
-AGGREGATE = ("metrics/*.py", "models/**/*.py", "algorithms/*.py")
+# The aggregate reads the grid's architectures' families and algorithms' facts from the
+# registries (job_sources adds the modules of the grid's architectures and algorithms).
+AGGREGATE = ("metrics/*.py", "models/__init__.py", "algorithms/__init__.py",
+             "algorithms/base.py")
 REPORT = ("report/**/*", "metrics/*.py", "models/__init__.py", "algorithms/__init__.py",
           "algorithms/base.py")
 
@@ -101,18 +103,29 @@ def _stage_files(rule: str) -> tuple[str, ...]:
         raise KeyError(f"no code map for rule {rule!r} (known: {', '.join(stages)})") from None
 
 
+def _architecture_files(arch: str) -> list[str]:
+    modules = ARCHITECTURE_MODULES[arch]
+    return ["models/__init__.py", *([modules] if isinstance(modules, str) else modules)]
+
+
 def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
-                algorithm: str | None = None, corruption_files: bool = False) -> list[Path]:
-    """Every source file the results of `rule` for this cell depend on, sorted."""
+                algorithm: str | None = None, corruption_files: bool = False,
+                grid: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> list[Path]:
+    """Every source file the results of `rule` for this cell depend on, sorted.
+
+    `grid` (architectures, algorithms) is the whole grid's, for the aggregate."""
     patterns = list(_stage_files(rule))
     extra: list[Path] = []
     if rule in MODEL_RULES:
-        modules = ARCHITECTURE_MODULES[arch]
-        patterns += ["models/__init__.py", *([modules] if isinstance(modules, str) else modules)]
+        patterns += _architecture_files(arch)
         patterns += DATASET_MODULES[dataset]
         if algorithm != FP32:
             patterns += BINARIZATION
             extra.append(_algorithm_sources()[algorithm])
+    if grid is not None:
+        archs, algorithms = grid
+        patterns += [f for a in archs for f in _architecture_files(a)]
+        extra += [_algorithm_sources()[a] for a in algorithms if a != FP32]
     if rule in EVALUATE_RULES and corruption_files:
         patterns += CORRUPTION_FILES
     files = {p for pattern in patterns for p in _expand(pattern)}
@@ -143,9 +156,10 @@ def fingerprint(files: Iterable[Path]) -> str:
 
 @cache
 def code_fingerprint(rule: str, dataset: str | None = None, arch: str | None = None,
-                     algorithm: str | None = None, corruption_files: bool = False) -> str:
+                     algorithm: str | None = None, corruption_files: bool = False,
+                     grid: tuple[tuple[str, ...], tuple[str, ...]] | None = None) -> str:
     """The fingerprint of the code behind `rule`'s results for this cell (`params.code`)."""
-    return fingerprint(job_sources(rule, dataset, arch, algorithm, corruption_files))
+    return fingerprint(job_sources(rule, dataset, arch, algorithm, corruption_files, grid))
 
 
 def combine(fingerprints: Iterable[str]) -> str:

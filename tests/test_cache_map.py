@@ -62,6 +62,10 @@ def test_fingerprints_separate_what_they_should():
     report = {p.relative_to(PACKAGE).as_posix() for p in job_sources("report")}
     assert "report/templates/report.html.j2" in report and "training/loop.py" not in report
     assert not any("__pycache__" in p for p in report)
+    grid = {p.relative_to(PACKAGE).as_posix()
+            for p in job_sources("aggregate", grid=(("resnet20",), ("fp32", "bnn")))}
+    assert {"models/resnet.py", "algorithms/bnn.py", "metrics/tracks.py"} <= grid
+    assert "models/vgg.py" not in grid and "algorithms/xnor.py" not in grid
 
 
 def test_the_workflow_modules_import_no_torch():

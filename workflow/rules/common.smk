@@ -118,6 +118,13 @@ def corruption_params(wildcards):
     return corruption_settings(TASKS[wildcards.task])
 
 
+# The architectures and algorithms of the grid: the aggregate reads their registered facts.
+GRID = (
+    tuple(sorted({a for t in TASKS.values() for a in t["architectures"]})),
+    tuple(ALGORITHMS),
+)
+
+
 def code(rule_name):
     """params.code of a rule: the fingerprint of the source files its results depend on."""
 
@@ -129,6 +136,7 @@ def code(rule_name):
             arch=wildcards.get("arch"),
             algorithm=wildcards.get("algo", FP32),
             corruption_files=task.get("corruption_files") is not None,
+            grid=GRID if rule_name == "aggregate" else None,
         )
 
     return cell_code
