@@ -74,6 +74,10 @@ class CleanResult(NamedTuple):
     chance: float
 
 
+# The log line that names the package files a job imported (see loaded_sources).
+CODE_LOADED = "bibench code loaded:"
+
+
 def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
     """Call `job` with the rule's named params, inputs and outputs, threads and log."""
     kwargs: dict[str, Any] = {}
@@ -92,9 +96,6 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         sys.exit(1)
 
 
-CODE_LOADED = "bibench code loaded:"
-
-
 def loaded_sources() -> list[str]:
     """The package's source files this process has imported, relative to the package.
 
@@ -104,9 +105,9 @@ def loaded_sources() -> list[str]:
     """
     package = Path(bibench.__file__).resolve().parent
     files = set()
-    for module in list(sys.modules.values()):
+    for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if path and Path(path).resolve().is_relative_to(package):
+        if path and (name == "bibench" or name.startswith("bibench.")):
             files.add(Path(path).resolve().relative_to(package).as_posix())
     return sorted(files)
 
