@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
-import time
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from PIL import Image
 from scipy import ndimage
 
@@ -258,12 +261,22 @@ def test_imagenet_family_matches_imagecorruptions():
 
 
 # ---------------------------------------------------------------------------- timing
-def test_each_corruption_of_1000_mnist_sized_images_takes_seconds():
-    x = torch.rand(1000, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    times = {}
-    for name in ALL:
-        t0 = time.perf_counter()
-        C.corrupt(x, name, 5)
-        times[name] = time.perf_counter() - t0
-    slowest = max(times, key=times.get)
-    assert times[slowest] < 10.0, times  # about 1 s here on 2 shared cores
+# How long corrupting takes against the inference it feeds is bench/corruptions.py's business
+# (docs/measurements.md); here only what it prints.
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "bench" / "corruptions.py"), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_bench_prints_each_corruption_against_the_clean_inference():
+    proc = _bench("--images", "4", "--repeats", "1", "--threads", "1", "--corruptions",
+                  "gaussian_noise", "frost", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["images"], result["input_shape"], result["severity"]) == (4, [1, 28, 28], 5)
+    assert set(result["corruptions"]) == {"gaussian_noise", "frost"}
+    assert result["inference_ms"] > 0
+    for row in result["corruptions"].values():
+        assert row["ratio_vs_inference"] == round(row["ms"] / result["inference_ms"], 2)
+    proc = _bench("--corruptions", "gaussian_noise", "fog2")
+    assert proc.returncode == 2 and "unknown corruption(s) fog2" in proc.stderr
