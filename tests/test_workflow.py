@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 
 from bibench.catalog import algorithm_sources
 from bibench.io import SCHEMAS, read_table
@@ -295,6 +296,22 @@ def test_second_run_has_nothing_to_do(tiny_run):
     assert tiny_run.planned_jobs() == {}
     proc = tiny_run.snakemake("-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bench_dry_run_counts_what_snakemake_plans(workflow_copy, tiny_run):
+    def bench(wf):
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "bench" / "dry_run.py"), "--configfile", "tiny.yaml",
+             "--repeats", "1", "--json"],
+            cwd=wf.root, env=wf.env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    fresh = bench(workflow_copy)
+    assert fresh["jobs"] == sum(workflow_copy.planned_jobs().values()) > 0
+    assert fresh["nothing_to_do"] is False and fresh["median_seconds"] > 0
+    finished = bench(tiny_run)
+    assert finished["jobs"] == 0 and finished["nothing_to_do"] is True
 
 
 def test_reordering_config_keys_changes_nothing(tiny_run):
