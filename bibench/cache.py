@@ -43,12 +43,11 @@ EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/
 # checkpoint that the evaluation reads anyway.)
 MEASUREMENT = (*TRAINING, *EVALUATION, "metrics/complexity.py")
 LATENCY = ("latency/*.py",)
-# The aggregate reads the grid's architectures' families and algorithms' facts from the
-# registries (job_sources adds the modules of the grid's architectures and algorithms).
-AGGREGATE = ("metrics/*.py", "models/__init__.py", "algorithms/__init__.py",
-             "algorithms/base.py")
-REPORT = ("report/**/*", "metrics/*.py", "models/__init__.py", "algorithms/__init__.py",
-          "algorithms/base.py")
+# The registries the aggregate and the report read architectures' families and algorithms'
+# facts from (for the aggregate, job_sources adds the grid's architecture and algorithm modules).
+REGISTRIES = ("models/__init__.py", "algorithms/__init__.py", "algorithms/base.py")
+AGGREGATE = ("metrics/*.py", *REGISTRIES)
+REPORT = ("report/**/*", *AGGREGATE)
 
 _DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
               "models/detection/ops.py")
