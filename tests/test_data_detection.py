@@ -63,11 +63,13 @@ def test_voc_loader_reads_07_12_trainval_and_07_test(voc_root):
     assert data.x_train.max().item() == pytest.approx(128 / 255, abs=1 / 255)
     first = data.y_train[0]
     # 200x100 -> 50x50: x * 0.25, y * 0.5
-    assert first[0].tolist() == [VOC_CLASSES.index("chair"), 5, 5, 25, 30, 0]
-    assert first[1].tolist() == [VOC_CLASSES.index("dog"), 30, 20, 45, 45, 1]
-    assert data.y_train[1, 0].tolist() == [VOC_CLASSES.index("tvmonitor"), 2.5, 5, 12.5, 25, 0]
-    assert data.y_train[1, 1, 0].item() == -1  # padding
-    assert data.y_test[0, 0].tolist() == [VOC_CLASSES.index("person"), 10, 10, 20, 50, 0]
+    # every row, padding included, ends with one original pixel in the resized image
+    assert first[0].tolist() == [VOC_CLASSES.index("chair"), 5, 5, 25, 30, 0, 0.25, 0.5]
+    assert first[1].tolist() == [VOC_CLASSES.index("dog"), 30, 20, 45, 45, 1, 0.25, 0.5]
+    assert data.y_train[1, 0, :6].tolist() == [VOC_CLASSES.index("tvmonitor"), 2.5, 5, 12.5, 25,
+                                                0]
+    assert data.y_train[1, 1].tolist() == [-1, -1, -1, -1, -1, -1, 0.25, 0.5]  # padding
+    assert data.y_test[0, 0, :6].tolist() == [VOC_CLASSES.index("person"), 10, 10, 20, 50, 0]
     assert load_voc(voc_root, max_train=1, max_test=0, image_size=50).x_train.shape[0] == 1
 
 
@@ -124,10 +126,13 @@ def test_coco_loader_maps_categories_boxes_and_crowds(coco_root):
     # training keeps only images with a non-crowd object; testing keeps every image
     assert data.x_train.shape == (1, 3, 20, 20) and data.x_test.shape == (3, 3, 20, 20)
     # category ids 1, 3, 7 -> 0, 1, 2; xywh -> xyxy; 100x50 -> 20x20: x * 0.2, y * 0.4
-    assert data.y_train[0, 0].tolist() == pytest.approx([2, 2, 2, 6, 6, 0])
-    assert data.y_train[0, 1].tolist() == pytest.approx([0, 10, 0, 20, 20, 1])
-    assert data.y_test[1, 0].tolist() == pytest.approx([1, 0, 0, 5, 5, 1])
+    assert data.y_train[0, 0].tolist() == pytest.approx([2, 2, 2, 6, 6, 0, 0.2, 0.4])
+    assert data.y_train[0, 1].tolist() == pytest.approx([0, 10, 0, 20, 20, 1, 0.2, 0.4])
+    assert data.y_test[1, 0].tolist() == pytest.approx([1, 0, 0, 5, 5, 1, 0.5, 0.5])
     assert (data.y_test[2, :, 0] == -1).all()
+    assert data.y_test[2, 0, 6:].tolist() == [0.5, 0.5]  # an image without objects has it too
+    # the release's ids, for an official results file (coco_results)
+    assert data.class_ids == (1, 3, 7) and data.test_ids == (10, 11, 12)
 
 
 def test_coco_loader_missing_and_years(coco_root, tmp_path):

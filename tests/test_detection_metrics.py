@@ -109,3 +109,75 @@ def test_voc_matcher_agrees_with_pycocotools_ap50(seed):
     theirs = coco_eval(gts, dets, 3)["ap50"]
     assert 0.2 < theirs < 0.99  # a non-trivial curve
     assert ours == pytest.approx(theirs, abs=1e-9)
+
+
+def _resized_targets(tmp_path, width, height, boxes, labels, size=300):
+    """The official loaders' targets of one width x height image resized to size x size."""
+    from PIL import Image
+
+    from bibench.data.official.detection import DetectionRecord, decode_all
+
+    path = tmp_path / "image.jpg"
+    Image.new("RGB", (width, height)).save(path)
+    record = DetectionRecord(path, np.asarray(boxes, np.float32), np.asarray(labels, np.int64),
+                             np.zeros(len(labels), bool))
+    return decode_all([record], size)[1]
+
+
+def test_voc07_metric_applies_the_devkits_pixel_widths_in_original_pixels(tmp_path):
+    """A 72x52 px car (1-based corners, as VOC writes them) in a 500x406 image and a detection
+    shifted 24.1 px: the devkit's IoU on original pixels is 0.498 (AP 0). Adding "+1" to the
+    boxes rescaled to 300x300 gave IoU 0.51 there (AP 1)."""
+    from bibench.evaluation.detection_metrics import voc07_map_metric
+
+    car, shifted = [100, 100, 171, 151], [124.1, 100, 195.1, 151]
+    assert voc07_map([gt([car], [0])], [det([shifted], [0.9], [0])], 1) == 0.0  # the devkit
+    targets = _resized_targets(tmp_path, 500, 406, [car], [0])
+    scale = np.array([300 / 500, 300 / 406] * 2)
+    resized = [{"boxes": np.array([shifted]) * scale, "scores": np.array([0.9]),
+                "labels": np.array([0])}]
+    assert voc07_map_metric(resized, targets) == 0.0
+    # the same boxes without the pixel columns are what the old metric computed
+    assert voc07_map_metric(resized, targets[..., :6]) == 1.0
+    # a detection the devkit accepts is still accepted
+    near = [{"boxes": np.array([[110.0, 100, 181, 151]]) * scale, "scores": np.array([0.9]),
+             "labels": np.array([0])}]
+    assert voc07_map([gt([car], [0])], [det([[110, 100, 181, 151]], [0.9], [0])], 1) == 1.0
+    assert voc07_map_metric(near, targets) == 1.0
+
+
+def test_coco_results_carry_the_releases_ids_and_original_pixels(tmp_path):
+    """Detections made on resized images are written as COCO's results file: category ids of
+    the release, boxes in original pixels; pycocotools scores them against the original
+    annotation as a perfect detection."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from bibench.evaluation.detection_metrics import coco_results
+
+    xywh = [40.0, 30.0, 120.0, 80.0]
+    xyxy = [40.0, 30.0, 160.0, 110.0]
+    targets = _resized_targets(tmp_path, 640, 480, [xyxy], [1])
+    scale = np.array([300 / 640, 300 / 480] * 2)
+    detections = [{"boxes": np.array([xyxy]) * scale, "scores": np.array([0.8]),
+                   "labels": np.array([1])}]
+    results = coco_results(detections, targets, image_ids=[139], category_ids=(1, 18))
+    assert results == [{"image_id": 139, "category_id": 18, "bbox": xywh, "score": 0.8}]
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = {
+            "images": [{"id": 139, "width": 640, "height": 480}],
+            "annotations": [{"id": 1, "image_id": 139, "category_id": 18, "bbox": xywh,
+                             "area": 9600.0, "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]}
+        truth.createIndex()
+        evaluator = COCOeval(truth, truth.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    assert evaluator.stats[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="1 detection lists for 2 image ids"):
+        coco_results(detections, targets, image_ids=[1, 2], category_ids=(1, 18))

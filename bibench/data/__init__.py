@@ -31,6 +31,10 @@ class TaskData:
     # "classification": y (N,) int64, logits (N, C); "regression": y (N,) float, output (N, 1);
     # "segmentation": y (N, P) int64 per point, logits (N, C, P).
     task_type: str = "classification"
+    # The release's own ids, where a result file for its official evaluation server needs them:
+    # the id of each test example (COCO image ids) and of each class label (COCO category ids).
+    test_ids: tuple[int | str, ...] | None = None
+    class_ids: tuple[int, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

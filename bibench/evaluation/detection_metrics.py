@@ -1,7 +1,8 @@
 """Detection metrics: PASCAL VOC07 mAP (11-point, IoU 0.5) and COCO mAP@[.5:.95] (pycocotools).
 
 Both take per-image lists of plain arrays:
-- ground truth: {"boxes": (G, 4) x1y1x2y2, "labels": (G,) int, "difficult": (G,) bool (optional)}
+- ground truth: {"boxes": (G, 4) x1y1x2y2, "labels": (G,) int, "difficult": (G,) bool (optional),
+  "pixel": (2,) one original pixel in the boxes' coordinates (optional, default (1, 1))}
 - detections: {"boxes": (D, 4) x1y1x2y2, "scores": (D,), "labels": (D,) int}
 
 VOC follows the VOC2007 devkit (VOCevaldet): detections sorted by score, each matched to the
@@ -9,8 +10,12 @@ ground truth of its image and class it overlaps most; a match with IoU >= 0.5 is
 positive unless that object is already taken (false positive) or 'difficult' (ignored: neither
 true nor false); AP is the mean over recall points 0, 0.1, ..., 1 of the best precision at
 recall >= that point (paper Appendix A.2). The mean runs over classes with at least one
-non-difficult object. `legacy_coordinates` keeps the devkit's "+1" pixel widths.
-COCO's AP is pycocotools' own (a real dependency, not a rewrite).
+non-difficult object. `legacy_coordinates` keeps the devkit's "+1" pixel widths, and applies
+them in the image's original pixels: a ground truth whose boxes were rescaled carries "pixel",
+the size (x, y) of one original pixel in its coordinates (IoU is invariant to scaling each axis,
+so the devkit's IoU on original boxes equals this one on rescaled boxes).
+COCO's AP is pycocotools' own (a real dependency, not a rewrite); `coco_results` writes
+detections as COCO's official results file (the release's image and category ids).
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ import numpy as np
 VOC_IOU = 0.5
 
 
-def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray, plus_one: float) -> np.ndarray:
-    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + plus_one
-    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + plus_one
+def _iou_one_to_many(box: np.ndarray, boxes: np.ndarray, plus_one: np.ndarray) -> np.ndarray:
+    """IoU with the devkit's pixel-inclusive widths: `plus_one` is (x, y), one original pixel
+    in the boxes' coordinates ((0, 0) for continuous boxes)."""
+    px, py = plus_one
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]) + px
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]) + py
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area = (box[2] - box[0] + plus_one) * (box[3] - box[1] + plus_one)
-    areas = (boxes[:, 2] - boxes[:, 0] + plus_one) * (boxes[:, 3] - boxes[:, 1] + plus_one)
+    area = (box[2] - box[0] + px) * (box[3] - box[1] + py)
+    areas = (boxes[:, 2] - boxes[:, 0] + px) * (boxes[:, 3] - boxes[:, 1] + py)
     return inter / np.maximum(area + areas - inter, np.finfo(np.float64).eps)
 
 
@@ -49,10 +57,12 @@ def interpolated_ap(recall: np.ndarray, precision: np.ndarray, points: int = 11)
 
 
 def _class_tp_fp(gts: Sequence[dict], dets: Sequence[dict], cls: int, iou_thr: float,
-                 plus_one: float) -> tuple[np.ndarray, np.ndarray, int]:
+                 legacy: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """True/false positive flags of class `cls`'s detections by score, and its object count."""
-    gt_boxes, gt_hard, taken, n_pos = {}, {}, {}, 0
+    gt_boxes, gt_hard, taken, plus_one, n_pos = {}, {}, {}, {}, 0
     for i, gt in enumerate(gts):
+        plus_one[i] = (np.asarray(gt.get("pixel", (1.0, 1.0)), np.float64) if legacy
+                       else np.zeros(2))
         keep = np.asarray(gt["labels"]) == cls
         gt_boxes[i] = np.asarray(gt["boxes"], dtype=np.float64).reshape(-1, 4)[keep]
         hard = np.asarray(gt.get("difficult", np.zeros(keep.shape, bool)), bool)[keep]
@@ -67,7 +77,7 @@ def _class_tp_fp(gts: Sequence[dict], dets: Sequence[dict], cls: int, iou_thr: f
         if len(gt_boxes[i]) == 0:
             fp[k] = 1
             continue
-        iou = _iou_one_to_many(box, gt_boxes[i], plus_one)
+        iou = _iou_one_to_many(box, gt_boxes[i], plus_one[i])
         j = int(iou.argmax())
         if iou[j] < iou_thr:
             fp[k] = 1
@@ -85,10 +95,9 @@ def voc_ap_per_class(gts: Sequence[dict], dets: Sequence[dict], num_classes: int
     """AP of every class that has at least one non-difficult object."""
     if len(gts) != len(dets):
         raise ValueError(f"{len(dets)} detection lists for {len(gts)} images")
-    plus_one = 1.0 if legacy_coordinates else 0.0
     aps = {}
     for cls in range(num_classes):
-        tp, fp, n_pos = _class_tp_fp(gts, dets, cls, iou_thr, plus_one)
+        tp, fp, n_pos = _class_tp_fp(gts, dets, cls, iou_thr, legacy_coordinates)
         if n_pos == 0:
             continue
         tp, fp = np.cumsum(tp), np.cumsum(fp)
@@ -158,6 +167,30 @@ def coco_eval(gts: Sequence[dict], dets: Sequence[dict], num_classes: int) -> di
 def coco_map(gts: Sequence[dict], dets: Sequence[dict], num_classes: int) -> float:
     """COCO mAP@[.5:.95] (pycocotools)."""
     return coco_eval(gts, dets, num_classes)["map"]
+
+
+def coco_results(detections: Sequence[dict], targets: Any, image_ids: Sequence[int],
+                 category_ids: Sequence[int]) -> list[dict]:
+    """Detections as COCO's official results file (`loadRes`, the evaluation server): image and
+    category ids of the release, boxes [x, y, w, h] in the original image's pixels.
+
+    `targets` are the task's test targets; where they carry the pixel columns (the official
+    loaders' resized images), boxes are scaled back by them. `image_ids` and `category_ids`
+    are `TaskData.test_ids` and `TaskData.class_ids` of the task the detections were made on.
+    """
+    if len(detections) != len(image_ids):
+        raise ValueError(f"{len(detections)} detection lists for {len(image_ids)} image ids")
+    rows = np.asarray(targets, dtype=np.float64)
+    results = []
+    for i, d in enumerate(_as_numpy(detections)):
+        pixel = rows[i, 0, 6:8] if rows.shape[-1] >= 8 and rows.shape[1] else np.ones(2)
+        boxes = np.asarray(d["boxes"], np.float64).reshape(-1, 4) / np.tile(pixel, 2)
+        for box, score, label in zip(_xywh(boxes), d["scores"], d["labels"], strict=True):
+            results.append({"image_id": int(image_ids[i]),
+                            "category_id": int(category_ids[int(label)]),
+                            "bbox": [round(float(v), 2) for v in box],
+                            "score": round(float(score), 5)})
+    return results
 
 
 def _as_numpy(detections: Sequence[dict]) -> list[dict]:

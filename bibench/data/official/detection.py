@@ -6,8 +6,10 @@ COCO: `annotations/instances_<split><year>.json` and the image folder `<split><y
 
 Images are decoded, resized to `image_size` x `image_size` (as SSD300 trains; boxes scaled
 with them) and returned as float32 (N, 3, S, S) in [0, 1]. Targets are the detectors' padded
-tensor (N, G, 6): rows (label, x1, y1, x2, y2, ignore) with label -1 for padding; `ignore`
-marks VOC 'difficult' and COCO crowd objects, which training skips and evaluation ignores.
+tensor (N, G, 8): rows (label, x1, y1, x2, y2, ignore, pixel x, pixel y) with label -1 for
+padding; `ignore` marks VOC 'difficult' and COCO crowd objects, which training skips and
+evaluation ignores; the pixel columns are one original pixel in the resized image, with which
+the VOC07 metric applies the devkit's "+1" widths in original pixels.
 `DetectionRecords` is the lazy form (decode on access) for sets too large for memory.
 """
 
@@ -39,6 +41,7 @@ class DetectionRecord:
     boxes: np.ndarray  # (G, 4) x1, y1, x2, y2 in the image's pixels
     labels: np.ndarray  # (G,) 0-based class indices
     ignore: np.ndarray  # (G,) bool: VOC 'difficult' / COCO 'iscrowd'
+    image_id: int | str | None = None  # the release's id: COCO's image id, VOC's file stem
 
 
 def read_voc_xml(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,7 +87,7 @@ def voc_records(root: str | Path, sets: tuple[tuple[str, str], ...]) -> list[Det
     for base, i in todo:
         boxes, labels, difficult = read_voc_xml(base / "Annotations" / f"{i}.xml")
         records.append(DetectionRecord(base / "JPEGImages" / f"{i}.jpg", boxes, labels,
-                                       difficult))
+                                       difficult, image_id=i))
     return records
 
 
@@ -98,11 +101,6 @@ def coco_paths(root: str | Path, split: str, year: str) -> tuple[Path, Path]:
     raise DatasetNotFoundError(
         f"coco: COCO {split}{year} not found: expected {root / 'coco' / rel[0]} and "
         f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get('coco17')}")
-
-
-def coco_categories(annotation_file: Path) -> list[dict]:
-    with open(annotation_file) as f:
-        return sorted(json.load(f)["categories"], key=lambda c: c["id"])
 
 
 def coco_records(root: str | Path, split: str, year: str,
@@ -129,30 +127,39 @@ def coco_records(root: str | Path, split: str, year: str,
         records.append(DetectionRecord(
             image_dir / im["file_name"], boxes,
             np.asarray([index[a["category_id"]] for a in anns], np.int64),
-            np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool)))
-    return records, [c["name"] for c in cats]
+            np.asarray([bool(a.get("iscrowd", 0)) for a in anns], bool), image_id=im["id"]))
+    return records, cats
 
 
-def decode_record(record: DetectionRecord, size: int) -> tuple[Tensor, np.ndarray]:
-    """(3, size, size) image in [0, 1] and its boxes scaled to the resized image."""
+def decode_record(record: DetectionRecord, size: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """(3, size, size) image in [0, 1], its boxes scaled to the resized image, and the size
+    (x, y) of one original pixel in the resized image."""
     from PIL import Image
 
     with Image.open(record.image) as img:
         width, height = img.size
         img = img.convert("RGB").resize((size, size), Image.BILINEAR)
         pixels = np.asarray(img, dtype=np.float32) / 255.0
-    scale = np.array([size / width, size / height] * 2, np.float32)
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), record.boxes * scale
+    pixel = np.array([size / width, size / height], np.float32)
+    image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
+    return image, record.boxes * np.tile(pixel, 2), pixel
 
 
-def target_rows(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray) -> Tensor:
+TARGET_COLUMNS = 8  # label, x1, y1, x2, y2, ignore, one original pixel (x, y)
+
+
+def target_rows(boxes: np.ndarray, labels: np.ndarray, ignore: np.ndarray,
+                pixel: np.ndarray) -> Tensor:
+    """Rows (label, x1, y1, x2, y2, ignore, pixel x, pixel y) of one image's objects."""
     return torch.from_numpy(np.concatenate(
         [labels[:, None].astype(np.float32), boxes.astype(np.float32),
-         ignore[:, None].astype(np.float32)], axis=1).reshape(-1, 6))
+         ignore[:, None].astype(np.float32),
+         np.broadcast_to(pixel.astype(np.float32), (len(labels), 2))],
+        axis=1).reshape(-1, TARGET_COLUMNS))
 
 
 class DetectionRecords(Dataset):
-    """Lazy detection set: (image (3, S, S), target rows (G, 6)) decoded on access."""
+    """Lazy detection set: (image (3, S, S), target rows (G, 8)) decoded on access."""
 
     def __init__(self, records: list[DetectionRecord], image_size: int) -> None:
         self.records, self.image_size = records, image_size
@@ -162,31 +169,38 @@ class DetectionRecords(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         r = self.records[i]
-        image, boxes = decode_record(r, self.image_size)
-        return image, target_rows(boxes, r.labels, r.ignore)
+        image, boxes, pixel = decode_record(r, self.image_size)
+        return image, target_rows(boxes, r.labels, r.ignore, pixel)
 
 
 def decode_all(records: list[DetectionRecord], image_size: int) -> tuple[Tensor, Tensor]:
-    """Images (N, 3, S, S) and padded targets (N, G, 6) of `records`."""
+    """Images (N, 3, S, S) and padded targets (N, G, 8) of `records`; padding rows carry the
+    image's pixel size too, so an image without objects still has it."""
     from bibench.models.detection.common import PADDING_LABEL
 
-    items = [DetectionRecords(records, image_size)[i] for i in range(len(records))]
-    width = max([len(t) for _, t in items] + [1])
-    targets = torch.full((len(items), width, 6), float(PADDING_LABEL))
-    for i, (_, t) in enumerate(items):
+    items = []
+    for r in records:
+        image, boxes, pixel = decode_record(r, image_size)
+        items.append((image, target_rows(boxes, r.labels, r.ignore, pixel), pixel))
+    width = max([len(t) for _, t, _ in items] + [1])
+    targets = torch.full((len(items), width, TARGET_COLUMNS), float(PADDING_LABEL))
+    for i, (_, t, pixel) in enumerate(items):
         targets[i, : len(t)] = t
-    images = torch.stack([im for im, _ in items]) if items else torch.zeros(0, 3, image_size,
-                                                                            image_size)
+        targets[i, :, 6:8] = torch.from_numpy(pixel)
+    images = torch.stack([im for im, _, _ in items]) if items else torch.zeros(0, 3, image_size,
+                                                                               image_size)
     return images, targets
 
 
 def _task(name: str, train: list, test: list, num_classes: int, metric: str, size: int,
-          stands_in_for: str, source: str) -> TaskData:
+          stands_in_for: str, source: str, class_ids: tuple[int, ...] | None = None
+          ) -> TaskData:
     x_train, y_train = decode_all(train, size)
     x_test, y_test = decode_all(test, size)
     return TaskData(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                     num_classes=num_classes, metric=metric, embedded=False,
-                    stands_in_for=stands_in_for, source=source, task_type="detection")
+                    stands_in_for=stands_in_for, source=source, task_type="detection",
+                    test_ids=tuple(r.image_id for r in test), class_ids=class_ids)
 
 
 def load_voc(root: str | Path, *, max_train: int | None = None, max_test: int | None = None,
@@ -204,8 +218,9 @@ def load_coco(root: str | Path, *, max_train: int | None = None, max_test: int |
     """COCO train<year> for training, val<year> for testing, metric COCO mAP@[.5:.95]."""
     if year not in ("2014", "2017"):
         raise ValueError(f"COCO year must be '2014' or '2017', got {year!r}")
-    train, names = coco_records(root, "train", year, keep_empty=False)
+    train, cats = coco_records(root, "train", year, keep_empty=False)
     test, _ = coco_records(root, "val", year, keep_empty=True)
     train, test = train[: take(max_train, len(train))], test[: take(max_test, len(test))]
-    return _task(f"coco{year[2:]}", train, test, len(names), "coco_map", image_size,
-                 f"COCO{year[2:]}", f"{Path(root)} (COCO {year} instances)")
+    return _task(f"coco{year[2:]}", train, test, len(cats), "coco_map", image_size,
+                 f"COCO{year[2:]}", f"{Path(root)} (COCO {year} instances)",
+                 class_ids=tuple(c["id"] for c in cats))

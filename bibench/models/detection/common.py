@@ -3,12 +3,16 @@
 Targets travel as one padded tensor (N, G, 6) per batch: rows (label, x1, y1, x2, y2, ignore)
 with 0-based labels, label -1 for padding and ignore = 1 for VOC 'difficult' / COCO crowd
 objects (left out of training, ignored by the metrics), so that a detection task's targets are
-a plain tensor like every other task's. The network's forward returns raw head outputs only
-(exportable); decoding and NMS (`detect`) run outside the graph.
+a plain tensor like every other task's. Data whose images were resized adds two columns (N, G, 8)
+on every row, padding included: the size (x, y) of one original pixel in the resized image,
+which the VOC07 metric needs to apply the devkit's pixel widths in original pixels. The
+network's forward returns raw head outputs only (exportable); decoding and NMS (`detect`) run
+outside the graph.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,9 +36,12 @@ def ground_truth(targets: Tensor, ignore_key: str = "difficult") -> list[dict]:
     `ignore_key` ('difficult' for VOC07 mAP, 'iscrowd' for COCO)."""
     out = []
     for rows in targets:
+        gt = {}
+        if rows.shape[-1] >= 8:
+            gt["pixel"] = rows[0, 6:8].numpy().astype(np.float64)
         rows = rows[rows[:, 0] != PADDING_LABEL].numpy()
-        out.append({"boxes": rows[:, 1:5], "labels": rows[:, 0].astype(int),
-                    ignore_key: rows[:, 5] > 0})
+        gt.update(boxes=rows[:, 1:5], labels=rows[:, 0].astype(int), **{ignore_key: rows[:, 5] > 0})
+        out.append(gt)
     return out
 
 
