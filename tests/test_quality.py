@@ -58,4 +58,13 @@ def test_converged_when_the_last_epoch_lowers_the_loss_by_less_than_ten_percent(
     assert convergence([1.0, 0.5, 0.6]) == CONVERGED  # went up: no longer falling
     assert convergence([0.3]) == NOT_CONVERGED  # one epoch cannot show it
     assert convergence([1.0, float("nan")]) == NOT_TRAINED
+    assert convergence([1.0, 0.5, 0.44]) == NOT_CONVERGED  # 0.06: above the absolute floor
+
+
+def test_a_near_zero_loss_that_still_falls_by_a_fraction_has_converged():
+    """The absolute floor: 0.020 -> 0.012 is 40% lower but 0.008 nats, no learning left to
+    show (the FP32 speech and point-cloud cells were marked `not converged` this way)."""
+    assert convergence([0.3, 0.020, 0.012]) == CONVERGED
+    assert convergence([0.3, 0.05, 0.035]) == NOT_CONVERGED  # 0.015: still learning
+    assert convergence([0.3, 0.010, 0.0]) == NOT_CONVERGED  # exactly the floor: not below it
     assert convergence([1.0, 0.9], status="diverged") == NOT_TRAINED

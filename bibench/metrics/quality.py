@@ -9,8 +9,12 @@ compared with others:
   explodes (the robustness track showed 700-1200% for such cells); it is marked `at chance`,
   left out of those ratios and never marked best or worst in the report.
 - *Converged*: a training run levelled off when its last epoch lowered the mean training loss
-  by less than `LEVELLED_OFF` (10%) of the previous epoch's value. A run with one epoch, or
-  whose loss still falls faster, is `not converged`: its number is shown with that note.
+  by less than `LEVELLED_OFF` (10%) of the previous epoch's value, or by less than
+  `LOSS_FLOOR` (0.01) in absolute terms: a loss near zero (0.02 -> 0.015) still falls by a
+  large fraction, but a change of 0.01 nats in mean cross-entropy moves the probability given
+  to the right answer by about 1%, which is no further learning a metric could show. A run
+  with one epoch, or whose loss still falls faster, is `not converged`: its number is shown
+  with that note.
 
 The rules apply to accuracy-like metrics of classification tasks and to detection mAP, whose
 chance level is what random boxes score (`random_boxes_level`); other metrics (mIoU,
@@ -26,6 +30,7 @@ import numpy as np
 
 CHANCE_MARGIN = 0.05  # "a few points" above the majority class
 LEVELLED_OFF = 0.10  # the last epoch's relative loss decrease below which training levelled off
+LOSS_FLOOR = 0.01  # ... or its absolute decrease below which it did (a near-zero loss)
 CHANCE_METRICS = frozenset({"accuracy"})
 DETECTION_METRICS = frozenset({"voc07_map", "coco_map"})
 RANDOM_BOXES_PER_IMAGE = 10
@@ -53,14 +58,15 @@ def at_chance(value: float, chance: float, margin: float = CHANCE_MARGIN) -> boo
 
 
 def convergence(losses: Sequence[float], status: str = "ok") -> str:
-    """`converged` when the last epoch lowered the loss by less than LEVELLED_OFF of its value,
-    `not converged` otherwise (one epoch cannot show it), `not trained` for a failed run."""
+    """`converged` when the last epoch lowered the loss by less than LEVELLED_OFF of its value
+    or by less than LOSS_FLOOR, `not converged` otherwise (one epoch cannot show it),
+    `not trained` for a failed run."""
     if status != "ok" or not losses or any(math.isnan(v) for v in losses):
         return NOT_TRAINED
     if len(losses) < 2:
         return NOT_CONVERGED
     previous, last = losses[-2], losses[-1]
-    if previous <= 0:
+    if previous <= 0 or previous - last < LOSS_FLOOR:
         return CONVERGED
     return CONVERGED if (previous - last) / previous < LEVELLED_OFF else NOT_CONVERGED
 
