@@ -18,6 +18,9 @@ benchmark's markers is replaced; a benchmark without markers gets a new section 
     python bench/measurements.py rebuild [--check]
 
 `--check` changes nothing and exits 1 when the page is not what the JSON files give.
+
+What is kept names no folder of this machine (`portable`): paths in the checkout are written
+relative to it, the home folder as `~`, temporary folders as `$TMPDIR`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +68,39 @@ def _utc(moment: dt.datetime) -> str:
     return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def _places() -> list[tuple[re.Pattern[str], str]]:
+    """This machine's folders that a kept result must not name, most specific first, with
+    what stands for them: the checkout (paths in it become relative), home, temporary."""
+    start = r"(?<![\w.~/-])"  # where a path begins (not inside a word, URL or other path)
+    places = [(re.compile(start + re.escape(str(REPO)) + r"(?:/|(?![\w.-]))"), "")]
+    home = str(Path.home())
+    if home not in ("/", ""):
+        places.append((re.compile(start + re.escape(home) + r"(?=/|(?![\w.-]))"), "~"))
+    for tmp in dict.fromkeys([tempfile.gettempdir(), "/tmp", "/var/tmp"]):
+        places.append((re.compile(start + re.escape(tmp) + r"(?=/|(?![\w.-]))"), "$TMPDIR"))
+    return places
+
+
+def portable(value: Any) -> Any:
+    """`value` (a string, or a result's lists and objects) naming no folder of this machine:
+    `/path/to/checkout/bench/x.py` is `bench/x.py`, the checkout itself `.`, the home folder
+    `~`, a temporary folder `$TMPDIR` (`/tmp/run1` is `$TMPDIR/run1`)."""
+    if isinstance(value, dict):
+        return {key: portable(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    for pattern, stand_in in _places():
+        value = pattern.sub(lambda m, s=stand_in: s or ("" if m.group().endswith("/") else "."),
+                            value)
+    return value
+
+
 def _keep(name: str, entry: dict[str, Any], note: str, results: Path) -> Path:
-    """Write results/NAME.json: the benchmark's name, `entry`, the note if any."""
-    entry = {"benchmark": name, **entry, **({"note": note} if note else {})}
+    """Write results/NAME.json: the benchmark's name, `entry`, the note if any, with this
+    machine's folders made portable (`portable`)."""
+    entry = portable({"benchmark": name, **entry, **({"note": note} if note else {})})
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{name}.json"
     path.write_text(json.dumps(entry, indent=1) + "\n")

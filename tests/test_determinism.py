@@ -1,4 +1,5 @@
-"""The same cell trained twice with the same seed and thread count is the same, bit for bit."""
+"""The same cell trained twice with the same seed and thread count is the same, bit for bit:
+the checkpoint files byte for byte, the tables' numbers (all but the measured times)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def test_same_seed_and_threads_give_identical_weights_and_metrics(tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
     for name, table in (("fp.parquet", "train"), ("bnn.parquet", "train"),
                         ("eval.parquet", "eval")):
         a, b = read_table(first / name, table), read_table(second / name, table)
@@ -52,3 +54,19 @@ def test_same_seed_and_threads_give_identical_weights_and_metrics(tmp_path):
     bnn = torch.load(first / "bnn.pt", weights_only=True)["state_dict"]
     shared = [k for k in fp if k in bnn and fp[k].is_floating_point()]
     assert any(not torch.equal(fp[k], bnn[k]) for k in shared)
+
+
+def test_a_checkpoints_bytes_do_not_depend_on_its_file_name(tmp_path):
+    """torch.save names the archive's inner folder after the file it writes (the temporary
+    name): the same model saved under two names is the same bytes."""
+    from bibench.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    meta = {"arch": "a", "algorithm": "fp32", "input_shape": [3], "num_classes": 2}
+    save_checkpoint(model, tmp_path / "a" / "model.pt", meta)
+    save_checkpoint(model, tmp_path / "b" / "fp.pt", meta)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "fp.pt").read_bytes()
+    loaded = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
+    assert torch.equal(loaded["weight"], model.weight)
+

@@ -4,6 +4,7 @@ spot-checked independently, and the matching to our tasks."""
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +12,19 @@ import pytest
 
 from bibench.report.paper import cell_row, paper_table, spearman, track_row
 
-PAPER = Path("/work/shared/paper/bibench-paper.md")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _paper_text() -> Path:
+    """The paper's text in Markdown (not committed): $BIBENCH_PAPER, else
+    shared/paper/bibench-paper.md in the checkout or beside it."""
+    if os.environ.get("BIBENCH_PAPER"):
+        return Path(os.environ["BIBENCH_PAPER"])
+    places = [folder / "shared" / "paper" / "bibench-paper.md" for folder in (REPO, REPO.parent)]
+    return next((p for p in places if p.exists()), places[0])
+
+
+PAPER = _paper_text()
 
 
 def _value(table: str, row: str, algorithm: str) -> float:

@@ -49,7 +49,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     if missing:
         raise ValueError(f"checkpoint meta lacks {sorted(missing)}")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write(path, lambda tmp: torch.save({"meta": meta, "state_dict": state}, tmp))
+    atomic_write(path, lambda tmp: _save({"meta": meta, "state_dict": state}, tmp))
+
+
+def _save(blob: dict[str, Any], path: str) -> None:
+    """torch.save into an open file: given a file name, torch names the archive's inner folder
+    after it (the random temporary name), so identical checkpoints would differ in their bytes;
+    given a file object, the folder is always `archive`."""
+    with open(path, "wb") as f:
+        torch.save(blob, f)
 
 
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
