@@ -6,6 +6,13 @@ import sys
 sys.path.insert(0, workflow.basedir)  # use this checkout's bibench even if not installed
 
 
+from bibench.config import check_config_files
+
+# Given config files that are empty ({}) or too large, counting what their YAML aliases
+# expand to, are refused here, naming the file, before anything walks the config.
+check_config_files(workflow.overwrite_configfiles or [])
+
+
 # The default config applies only when no --configfile is given: another grid (e.g.
 # config/paper.yaml) must not inherit the default's tasks.
 if not config:

@@ -21,10 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bibench.catalog import EMBEDDED_DATASETS, FP32
-from bibench.config import canonical, check_config
+from bibench.config import canonical, load_config
 
 # Training-set sizes of the official datasets (the splits bibench.data.official reads).
 TRAIN_SAMPLES = {
@@ -175,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--extrapolate", action="store_true",
                         help="estimate unmeasured architectures from their FLOPs (marked)")
     args = parser.parse_args(argv)
-    config = canonical(check_config(yaml.safe_load(Path(args.config).read_text())))
+    config = canonical(load_config(args.config))  # bounded, as `bibench status` reads it
     result = estimate(config, load_measurements(args.measurements), args.extrapolate)
     if args.json:
         print(json.dumps(result))

@@ -96,3 +96,147 @@ def test_too_few_timed_runs_are_refused():
     config["latency"]["repeats"] = 10
     with pytest.raises(ConfigError, match=r"latency\.repeats"):
         check_config(config)
+
+
+# --------------------------------------------------------------------------- bounded configs
+
+
+def _bomb(kind: str, depth: int = 9) -> str:
+    """A YAML anchor bomb: `depth` levels of 10 aliases to the level below (10**depth values)."""
+    lines = []
+    for d in range(depth):
+        items = ["x"] * 10 if d == 0 else [f"*l{d - 1}"] * 10
+        body = (f"[{', '.join(items)}]" if kind == "list"
+                else "{" + ", ".join(f"k{i}: {v}" for i, v in enumerate(items)) + "}")
+        lines.append(f"      l{d}: &l{d} {body}")
+    return "\n".join(lines)
+
+
+def _tiny_with_options(options: str) -> str:
+    text = (REPO / "tests" / "configs" / "tiny.yaml").read_text()
+    marker = "    dataset: mnist_embedded\n"
+    assert marker in text
+    return text.replace(marker, marker + "    options:\n" + options + "\n", 1)
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+def test_anchor_bomb_is_refused_before_it_is_expanded(tmp_path, kind):
+    from bibench.config import MAX_CONFIG_VALUES, load_config
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_tiny_with_options(_bomb(kind)))
+    with pytest.raises(ConfigError) as err:  # measured on the composed document: instant
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message and "tasks.mnist.options.l8" in message
+    assert f"limit of {MAX_CONFIG_VALUES:,}" in message and "MAX_CONFIG_VALUES" in message
+    # an already loaded config (as Snakemake hands it over, aliases shared) is measured too
+    config = yaml.load(path.read_text(), Loader=yaml.SafeLoader)
+    with pytest.raises(ConfigError, match=r"tasks\.mnist\.options\.l8: .* limit of 100,000"):
+        check_config(config)
+
+
+def test_config_size_aliases_and_self_reference_are_bounded(tmp_path):
+    from bibench.config import MAX_CONFIG_ALIASES, MAX_CONFIG_BYTES, load_config
+
+    big = tmp_path / "big.yaml"
+    big.write_text(_tiny_with_options("      blob: " + "x" * MAX_CONFIG_BYTES))
+    with pytest.raises(ConfigError, match=rf"big.yaml: larger than the limit of "
+                                          rf"{MAX_CONFIG_BYTES:,} bytes \(MAX_CONFIG_BYTES"):
+        load_config(big)
+    aliases = tmp_path / "aliases.yaml"
+    uses = ", ".join(["*one"] * (MAX_CONFIG_ALIASES + 1))
+    aliases.write_text(_tiny_with_options(f"      one: &one 1\n      many: [{uses}]"))
+    with pytest.raises(ConfigError, match=rf"{MAX_CONFIG_ALIASES + 1:,} uses of YAML aliases, "
+                                          rf"more than the limit of {MAX_CONFIG_ALIASES:,}"):
+        load_config(aliases)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(_tiny_with_options("      a: &a {b: [1, *a]}"))
+    with pytest.raises(ConfigError, match=r"tasks\.mnist\.options\.a\.b\.1: contains itself"):
+        load_config(loop)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("tasks: [1\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(broken)
+
+
+def test_shipped_configs_are_well_within_the_limits():
+    from bibench.config import MAX_CONFIG_VALUES, read_yaml, size_problems
+
+    for path in ["config/config.yaml", "config/paper.yaml", "config/detection.yaml"]:
+        config = read_yaml(REPO / path)
+        assert not size_problems(config)
+        assert not size_problems({"x": [config] * (MAX_CONFIG_VALUES // 10_000)}), path
+
+
+def test_empty_config_file_is_refused_naming_it(tmp_path, capsys):
+    from bibench import cli
+
+    path = tmp_path / "empty.yaml"
+    path.write_text("{}\n")
+    assert cli.main(["status", "--configfile", str(path), "-d", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"config file {path}: empty" in err and "--configfile" in err
+
+
+def test_missing_official_data_folder_is_named(tmp_path, monkeypatch):
+    from bibench.config import data_path_problems
+
+    monkeypatch.chdir(tmp_path)
+    config = _tiny()
+    config["tasks"]["mnist"].update(dataset="cifar10", root="nowhere", corruption_files="gone")
+    config["tasks"]["digits"].update(dataset="imagenet", root="imagenet")
+    problems = sorted(data_path_problems(check_config(config)))
+    assert len(problems) == 3
+    assert problems[0].startswith("config key tasks.digits.root: no folder 'imagenet'")
+    assert "cannot be downloaded" in problems[0]
+    assert problems[1].startswith("config key tasks.mnist.corruption_files: no folder 'gone'")
+    assert "set it to 'resources'" in problems[1]
+    assert problems[2].startswith("config key tasks.mnist.root: no folder 'nowhere'")
+    assert "leave it null" in problems[2]
+    for folder in ("nowhere", "gone", "imagenet"):
+        (tmp_path / folder).mkdir()
+    config["tasks"]["mnist"]["corruption_files"] = "resources"  # the download rule's
+    assert data_path_problems(check_config(config)) == []
+
+
+def _limited_memory():  # a run that would expand a bomb fails fast instead of taking the host
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+
+@pytest.mark.parametrize("case", ["empty-mapping", "anchor-bomb", "missing-root"])
+def test_config_problems_stop_the_workflow_before_any_job(workflow_copy, case):
+    import subprocess
+    import sys
+
+    config = workflow_copy.root / "bad.yaml"
+    if case == "empty-mapping":
+        config.write_text("{}\n")
+        names = [f"config file {config}: empty"]
+    elif case == "anchor-bomb":
+        config.write_text(_tiny_with_options(_bomb("list")))
+        names = [f"config file {config}", "tasks.mnist.options.l8", "limit of 100,000"]
+    else:
+        tiny = _tiny()
+        tiny["tasks"]["mnist"].update(dataset="cifar10", root="/no/such/cifar")
+        config.write_text(yaml.safe_dump(tiny))
+        names = ["tasks.mnist.root: no folder '/no/such/cifar'"]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "results/report.html",
+           "--configfile", str(config)]
+    proc = subprocess.run(cmd, cwd=workflow_copy.root, env=workflow_copy.env, text=True,
+                          capture_output=True, timeout=300, preexec_fn=_limited_memory)
+    message = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "invalid bibench config" in message, message
+    for name in names:
+        assert name in message, message
+    assert not (workflow_copy.root / "results").exists()
+    assert not (workflow_copy.root / "logs").exists()
+    if case == "missing-root":  # a dry run plans the grid and says what a run would refuse
+        dry = subprocess.run([*cmd[:5], "-n", *cmd[5:]], cwd=workflow_copy.root,
+                             env=workflow_copy.env, text=True, capture_output=True, timeout=300)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        planned = dry.stdout + dry.stderr
+        assert names[0] in planned and "dry run: a real run stops here" in planned

@@ -94,6 +94,48 @@ def test_voc_loader_rejects_unknown_class(voc_root):
         load_voc(voc_root)
 
 
+VOC_000005 = "VOCdevkit/VOC2007/Annotations/000005.xml"
+
+def _dog(xmin="1", ymin="1", xmax="5", ymax="5", end="</annotation>"):
+    corners = {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}
+    box = "".join(f"<{k}>{v}</{k}>" for k, v in corners.items() if v is not None)
+    return f"<annotation><object><name>dog</name><bndbox>{box}</bndbox></object>{end}"
+
+
+@pytest.mark.parametrize(("xml", "problem"), [
+    (_dog(xmax=None), "object 'dog': <bndbox> has no <xmax>"),
+    (_dog(ymin="one"), "object 'dog': <ymin> is 'one', not a number"),
+    (_dog(xmin="nan"), "object 'dog': <xmin> is 'nan', not a number"),
+    (_dog(end="<obj"), "malformed XML"),
+], ids=["no-xmax", "text-coordinate", "nan-coordinate", "truncated"])
+def test_malformed_voc_annotation_is_named_with_what_is_wrong(voc_root, xml, problem):
+    path = voc_root / VOC_000005
+    path.write_text(xml)
+    with pytest.raises(ValueError) as err:
+        load_voc(voc_root)
+    assert str(path) in str(err.value) and problem in str(err.value)
+
+
+def test_detection_hints_point_at_the_download_entries(voc_root, coco_root, tmp_path):
+    """A missing file's hint names the download entries (voc07, coco17), not 'see docs'."""
+    (voc_root / "VOCdevkit/VOC2007/JPEGImages/000005.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_voc(voc_root)
+    assert "voc07" in str(err.value)
+    assert all(DOWNLOADS[part]["url"] in str(err.value) for part in GROUPS["voc07"])
+    (coco_root / "coco" / "train2017" / "a.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_coco(coco_root)
+    assert all(DOWNLOADS[part]["url"] in str(err.value) for part in GROUPS["coco17"])
+    for split in ("train", "val"):  # COCO 2014 has no entry: its own zips, by hand
+        (coco_root / "coco" / "annotations" / f"instances_{split}2014.json").write_text("{}")
+        (coco_root / "coco" / f"{split}2014").mkdir()
+    coco_json(coco_root / "coco" / "annotations" / "instances_train2014.json",
+              [(10, "a.jpg", 100, 50)], [])
+    with pytest.raises(DatasetNotFoundError, match="missing .*a.jpg.*train2014.zip"):
+        load_coco(coco_root, year="2014")
+
+
 def coco_json(path: Path, images: list[tuple[int, str, int, int]], anns: list[tuple]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
@@ -142,6 +184,55 @@ def test_coco_loader_missing_and_years(coco_root, tmp_path):
         load_coco(coco_root, year="2019")
     with pytest.raises(DatasetNotFoundError, match="coco"):
         load_coco(tmp_path / "nowhere")
+
+
+def _drop(key, field=None, index=0):
+    def edit(data):
+        if field is None:
+            del data[key]
+        else:
+            del data[key][index][field]
+    return edit
+
+
+def _set(key, field, value, index=0):
+    def edit(data):
+        data[key][index][field] = value
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (_drop("categories"), "no 'categories' list"),
+    (_drop("annotations"), "no 'annotations' list"),
+    (_drop("images"), "no 'images' list"),
+    (_drop("annotations", "bbox", 1), "annotations[1] (id 2) has no 'bbox'"),
+    (_drop("images", "file_name", 2), "images[2] (id 12) has no 'file_name'"),
+    (_set("annotations", "category_id", 99, 2), "annotations[2] (id 3): unknown category_id 99"),
+    (_set("annotations", "image_id", 13), "annotations[0] (id 1): unknown image_id 13"),
+    (_set("annotations", "bbox", [1, 2, 3]), "annotations[0] (id 1): bbox [1, 2, 3] is not 4 "
+                                              "numbers"),
+    (_set("annotations", "bbox", [1, 2, "3", 4]), "bbox [1, 2, '3', 4] is not 4 numbers"),
+    (_set("categories", "id", "7"), "categories[0]: id '7' is not an integer"),
+], ids=["no-categories", "no-annotations", "no-images", "no-bbox", "no-file-name",
+        "unknown-category", "unknown-image", "short-bbox", "text-bbox", "text-category-id"])
+def test_malformed_coco_json_is_named_with_what_is_wrong(coco_root, edit, problem):
+    path = coco_root / "coco" / "annotations" / "instances_train2017.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as err:
+        load_coco(coco_root)
+    assert str(path) in str(err.value) and problem in str(err.value)
+
+
+@pytest.mark.parametrize("text", ['{"images": [', "[]", "\xff\xfe"],
+                         ids=["truncated", "not-an-object", "not-utf8"])
+def test_unreadable_coco_json_is_named(coco_root, text):
+    path = coco_root / "coco" / "annotations" / "instances_val2017.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match="not a COCO instances file") as err:
+        load_coco(coco_root)
+    assert str(path) in str(err.value)
 
 
 def test_download_entries_for_voc_and_coco():

@@ -79,6 +79,39 @@ def test_cifar10_missing_says_where_and_how(tmp_path):
         O.load_official("cifar10", tmp_path)
 
 
+class _Opens:
+    """Unpickled by an unrestricted unpickler, creates the file `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_cifar10_files_are_unpickled_restricted_to_arrays_and_dicts(tmp_path):
+    import pickle
+
+    write_cifar10(tmp_path, n_per_batch=2)
+    base = tmp_path / "cifar-10-batches-py"
+    # the release was pickled by Python 2 with numpy 1: numpy.core.multiarray._reconstruct
+    batch = (base / "test_batch").read_bytes()
+    assert b"numpy._core.multiarray\n_reconstruct" in batch
+    (base / "test_batch").write_bytes(
+        batch.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    assert O.load_official("cifar10", tmp_path).x_test.shape == (2, 3, 32, 32)
+    marker = tmp_path / "created-by-unpickling"
+    meta = pickle.loads((base / "batches.meta").read_bytes())
+    (base / "batches.meta").write_bytes(pickle.dumps({**meta, b"x": _Opens(marker)}, 2))
+    with pytest.raises(ValueError, match="batches.meta: not a CIFAR-10 python file: refers to "
+                                         r"(builtins|io)\.open"):
+        O.cifar10_class_names(tmp_path)
+    assert not marker.exists()
+    (base / "data_batch_1").write_bytes(batch[: len(batch) // 2])
+    with pytest.raises(ValueError, match="data_batch_1: not a CIFAR-10 python file"):
+        O.load_official("cifar10", tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10-C
 

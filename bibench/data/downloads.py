@@ -137,6 +137,14 @@ MANUAL: dict[str, str] = {
         "common valprep.sh), then point the config's data root at the folder holding train/ "
         "and val/ (see docs/datasets.md)"
     ),
+    # No download entry (the workflow's grids use COCO 2017): the same site, by hand.
+    "coco14": (
+        "COCO 2014 has no download entry: download "
+        "http://images.cocodataset.org/zips/train2014.zip, "
+        "http://images.cocodataset.org/zips/val2014.zip and "
+        "http://images.cocodataset.org/annotations/annotations_trainval2014.zip and extract "
+        "them into <root>/coco (see docs/datasets.md)"
+    ),
 }
 
 

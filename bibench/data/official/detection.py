@@ -16,6 +16,7 @@ the VOC07 metric applies the devkit's "+1" widths in original pixels.
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,18 +48,37 @@ class DetectionRecord:
 def read_voc_xml(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Boxes (as written: 1-based pixel corners), class indices and 'difficult' flags."""
     boxes, labels, difficult = [], [], []
-    for obj in ET.parse(path).getroot().iter("object"):
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as err:
+        raise ValueError(f"{path}: not a VOC annotation: malformed XML ({err})") from None
+    for obj in root.iter("object"):
         name = obj.findtext("name", "").strip()
         if name not in VOC_CLASSES:
             raise ValueError(f"{path}: unknown VOC class {name!r}")
         box = obj.find("bndbox")
         if box is None:
             raise ValueError(f"{path}: object {name!r} has no <bndbox>")
-        boxes.append([float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
+        boxes.append([_voc_coordinate(box, k, name, path) for k in ("xmin", "ymin", "xmax",
+                                                                     "ymax")])
         labels.append(VOC_CLASSES.index(name))
         difficult.append(obj.findtext("difficult", "0").strip() == "1")
     return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
             np.asarray(difficult, bool))
+
+
+def _voc_coordinate(box: ET.Element, key: str, name: str, path: Path) -> float:
+    text = box.findtext(key)
+    if text is None:
+        raise ValueError(f"{path}: object {name!r}: <bndbox> has no <{key}>")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{path}: object {name!r}: <{key}> is {text.strip()!r}, not a "
+                         "number")
+    return value
 
 
 def voc_dir(root: Path, year: str, split: str) -> Path:
@@ -81,7 +101,7 @@ def voc_records(root: str | Path, sets: tuple[tuple[str, str], ...]) -> list[Det
         base = voc_dir(root, year, split)
         ids = (base / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
         files = [f"Annotations/{i}.xml" for i in ids] + [f"JPEGImages/{i}.jpg" for i in ids]
-        require_files(base, files, "voc")
+        require_files(base, files, "voc07")
         todo += [(base, i) for i in ids]
     records = []
     for base, i in todo:
@@ -100,7 +120,63 @@ def coco_paths(root: str | Path, split: str, year: str) -> tuple[Path, Path]:
             return base / rel[0], base / rel[1]
     raise DatasetNotFoundError(
         f"coco: COCO {split}{year} not found: expected {root / 'coco' / rel[0]} and "
-        f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get('coco17')}")
+        f"{root / 'coco' / rel[1]}/. How to get it: {how_to_get(f'coco{year[2:]}')}")
+
+
+# The fields the loader reads, per list of a COCO instances file.
+COCO_FIELDS = {"categories": ("id",), "images": ("id", "file_name"),
+               "annotations": ("image_id", "category_id", "bbox")}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coco_item(key: str, i: int, item: dict) -> str:
+    return f"{key}[{i}]" + (f" (id {item['id']!r})" if "id" in item else "")
+
+
+def read_coco_json(path: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """Categories, images and annotations of a COCO instances file, checked: a malformed file
+    is a ValueError naming it and what is wrong (the item's index and id)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a COCO instances file: malformed JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a COCO instances file: holds a JSON "
+                         f"{type(data).__name__}, not an object")
+    for key, fields in COCO_FIELDS.items():
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{path}: not a COCO instances file: no {key!r} list")
+        for i, item in enumerate(data[key]):
+            if not isinstance(item, dict):
+                raise ValueError(f"{path}: {key}[{i}] is not an object")
+            missing = [f for f in fields if f not in item]
+            if missing:
+                raise ValueError(f"{path}: {_coco_item(key, i, item)} has no "
+                                 + ", ".join(repr(f) for f in missing))
+    for key in ("categories", "images"):
+        for i, item in enumerate(data[key]):
+            if not isinstance(item["id"], int) or isinstance(item["id"], bool):
+                raise ValueError(f"{path}: {key}[{i}]: id {item['id']!r} is not an integer")
+            if key == "images" and not isinstance(item["file_name"], str):
+                raise ValueError(f"{path}: {_coco_item(key, i, item)}: file_name "
+                                 f"{item['file_name']!r} is not a string")
+    categories = {c["id"] for c in data["categories"]}
+    image_ids = {im["id"] for im in data["images"]}
+    for i, ann in enumerate(data["annotations"]):
+        where = f"{path}: {_coco_item('annotations', i, ann)}"
+        if ann["category_id"] not in categories:
+            raise ValueError(f"{where}: unknown category_id {ann['category_id']!r} (not in "
+                             "'categories')")
+        if ann["image_id"] not in image_ids:
+            raise ValueError(f"{where}: unknown image_id {ann['image_id']!r} (not in 'images')")
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(map(_is_number, bbox))):
+            raise ValueError(f"{where}: bbox {bbox!r} is not 4 numbers [x, y, width, height]")
+    return data["categories"], data["images"], data["annotations"]
 
 
 def coco_records(root: str | Path, split: str, year: str,
@@ -108,15 +184,14 @@ def coco_records(root: str | Path, split: str, year: str,
     """Records of COCO <split><year> (boxes xywh -> xyxy; category ids -> 0-based by id order)
     and the class names. Images without a non-crowd object are dropped unless `keep_empty`."""
     ann_file, image_dir = coco_paths(root, split, year)
-    with open(ann_file) as f:
-        data = json.load(f)
-    cats = sorted(data["categories"], key=lambda c: c["id"])
+    cats, images, annotations = read_coco_json(ann_file)
+    cats = sorted(cats, key=lambda c: c["id"])
     index = {c["id"]: k for k, c in enumerate(cats)}
     per_image: dict[int, list[dict]] = {}
-    for ann in data["annotations"]:
+    for ann in annotations:
         per_image.setdefault(ann["image_id"], []).append(ann)
-    images = sorted(data["images"], key=lambda im: im["id"])
-    require_files(image_dir, [im["file_name"] for im in images], "coco")
+    images = sorted(images, key=lambda im: im["id"])
+    require_files(image_dir, [im["file_name"] for im in images], f"coco{year[2:]}")
     records = []
     for im in images:
         anns = [a for a in per_image.get(im["id"], []) if a["bbox"][2] > 0 and a["bbox"][3] > 0]

@@ -49,18 +49,69 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 # CIFAR-10
 
 
+# What the CIFAR-10 python files hold: dicts, lists, bytes and numpy arrays. An array pickles
+# as numpy's _reconstruct(ndarray, shape, dtype) plus its state; bytes pickled by Python 3
+# at protocol 2 as _codecs.encode(text, 'latin1'). Nothing else may be named by a file under
+# a config-given root: a pickle can otherwise call any importable function.
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: __import__("codecs").encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds only what a CIFAR-10 python file holds (_CIFAR_GLOBALS)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refers to {module}.{name}, which a CIFAR-10 python file does not hold "
+                "(only dicts, lists, bytes and numpy arrays are read)")
+        return _CIFAR_GLOBALS[(module, name)]()
+
+
+def read_cifar_pickle(path: Path) -> dict:
+    """A CIFAR-10 python file (a pickled dict, written by Python 2: bytes keys), read with an
+    unpickler restricted to what such a file holds; anything else is a ValueError naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a CIFAR-10 python file: {err or type(err).__name__}"
+                         ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a CIFAR-10 python file: holds a "
+                         f"{type(data).__name__}, not a dict")
+    return data
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")  # written by Python 2: bytes keys
+    batch = read_cifar_pickle(path)
     try:
         data, labels = batch[b"data"], batch[b"labels"]
     except (KeyError, TypeError):
         raise ValueError(f"{path}: not a CIFAR-10 python batch (no b'data'/b'labels')") from None
-    data = np.asarray(data, dtype=np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise ValueError(f"{path}: expected b'data' uint8 (N, 3072) and N labels, "
-                         f"got {data.shape} and {len(labels)}")
-    return data, np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels) if isinstance(labels, list | np.ndarray) else np.array(None)
+    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+            or data.shape[1] != 3 * 32 * 32 or labels.dtype.kind not in "iu"
+            or labels.shape != (len(data),)):
+        got = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+               else type(data).__name__)
+        raise ValueError(f"{path}: expected b'data' uint8 (N, 3072) and N integer b'labels', "
+                         f"got {got} and {labels.dtype} {labels.shape}")
+    return data, labels.astype(np.int64)
 
 
 def _cifar_images(data: np.ndarray) -> Tensor:
@@ -75,9 +126,11 @@ def _cifar10_dir(root: str | Path) -> Path:
 
 
 def cifar10_class_names(root: str | Path) -> list[str]:
-    with open(_cifar10_dir(root) / "batches.meta", "rb") as f:
-        meta = pickle.load(f, encoding="bytes")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
+    path = _cifar10_dir(root) / "batches.meta"
+    names = read_cifar_pickle(path).get(b"label_names")
+    if not isinstance(names, list):
+        raise ValueError(f"{path}: not a CIFAR-10 batches.meta (no b'label_names' list)")
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
 def load_cifar10(root: str | Path, *, max_train: int | None = None,
