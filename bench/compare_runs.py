@@ -26,6 +26,8 @@ TIMING_COLUMNS = frozenset({
     "median_ms", "p10_ms", "p90_ms", "fp32_median_ms", "fp32_p10_ms", "fp32_p90_ms",
     "speedup_vs_fp32", "latency_median_ms", "latency_speedup_vs_fp32",
     "reference_median_ms", "reference_speedup_vs_fp32",
+    # the machine's load average around each latency row's timing
+    "load_avg_start", "load_avg_end",
 })
 # Rows of a table whose values derive from timing: (table file name, column, values).
 TIMING_ROWS = {

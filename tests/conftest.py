@@ -149,3 +149,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Workflow:
     # default 900 s meant to catch hangs
     wf.snakemake("results/report.html", timeout=1800)
     return wf
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_timing_registry(tmp_path_factory: pytest.TempPathFactory):
+    """The suite's latency timings register in a folder of their own (bibench.latency.windows):
+    a bibench run timing on the same machine meanwhile (or another checkout's suite) would
+    otherwise mark the tests' rows `contended`. Workflow copies inherit it."""
+    from bibench.latency.windows import REGISTRY_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(REGISTRY_ENV, str(tmp_path_factory.mktemp("timing-registry")))
+        yield

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -204,3 +205,77 @@ def test_binary_rows_say_when_no_reference_applies(resnet20_files, tmp_path):
                         max_threads=1, arch="vgg_small", workdir=tmp_path)
     assert rows[0]["status"] == "ok" and math.isnan(rows[0]["reference_median_ms"])
     assert rows[0]["reference_status"].startswith("no hand-built reference for vgg_small")
+
+
+# --------------------------------------------------------------------------- concurrent timing
+
+_ONNXRUNTIME_ONLY = {**SETTINGS, "threads": [1], "repeats": 20,
+                     "devices": {"here": {"kind": "local", "engines": ["onnxruntime"]}}}
+
+# A second process that opens a timing window on this machine, says so, and holds it
+_HOLDER = ("import sys; from bibench.latency.windows import TimingWindow; "
+           "from bibench.latency.devices import window_device; "
+           "w = TimingWindow(window_device({'kind': 'local'}), 'the other run'); w.open(); "
+           "print('open', flush=True); sys.stdin.read()")
+
+
+def _holder(registry) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "BIBENCH_TIMING_DIR": str(registry)})
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_a_row_timed_while_another_bibench_job_times_is_contended(onnx_files, tmp_path,
+                                                                   monkeypatch):
+    """Two runs timing at the same second (after `snakemake --unlock` while a run is live):
+    the row keeps its numbers, records the load average and is marked, so no result uses it."""
+    monkeypatch.setenv("BIBENCH_TIMING_DIR", str(tmp_path))
+    other = _holder(tmp_path)
+    try:
+        [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+                             fp32_onnx=onnx_files["fp32"], exports=_exports(None),
+                             settings=_ONNXRUNTIME_ONLY, max_threads=1, label="t/a/bnn/seed0")
+    finally:
+        other.communicate("")
+    assert row["concurrent_timing"] is True
+    assert row["status"].startswith("contended: another bibench job timed on the same device")
+    assert f"pid {other.pid} timing the other run" in row["status"]
+    assert row["median_ms"] > 0 and row["speedup_vs_fp32"] > 0  # kept, but marked
+    assert row["load_avg_start"] >= 0 and row["load_avg_end"] >= 0
+    # the other run is gone: the next timing is clean
+    [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+                         fp32_onnx=onnx_files["fp32"], exports=_exports(None),
+                         settings=_ONNXRUNTIME_ONLY, max_threads=1)
+    assert row["status"] == "ok" and row["concurrent_timing"] is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_entry_of_a_killed_job_does_not_count(onnx_files, tmp_path, monkeypatch):
+    """A job killed while timing (kill -9) leaves its entry behind; nobody holds its lock, so
+    it is recognised as dead, not counted and removed."""
+    monkeypatch.setenv("BIBENCH_TIMING_DIR", str(tmp_path))
+    other = _holder(tmp_path)
+    other.kill()
+    other.wait()
+    [entry] = tmp_path.glob("window-*")
+    [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+                         fp32_onnx=onnx_files["fp32"], exports=_exports(None),
+                         settings=_ONNXRUNTIME_ONLY, max_threads=1)
+    assert row["status"] == "ok" and row["concurrent_timing"] is False
+    assert not entry.exists()
+
+
+def test_a_window_that_opened_and_closed_inside_another_is_seen_by_both(tmp_path):
+    from bibench.latency.windows import TimingWindow
+
+    with TimingWindow("local", "long", tmp_path) as long:
+        with TimingWindow("local", "short", tmp_path) as short:
+            pass
+        with TimingWindow("ssh:pi@10.0.0.5:22", "a board", tmp_path) as board:
+            pass  # another device: no contention
+    assert [e["label"] for e in long.overlaps] == ["short"]
+    assert [e["label"] for e in short.overlaps] == ["long"]
+    assert board.overlaps == [] and board.checked
+    assert list(tmp_path.iterdir()) == []

@@ -7,6 +7,7 @@ and strict host-key checking, so the runner is exercised exactly as it talks to 
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import shlex
 import shutil
@@ -324,3 +325,69 @@ def test_latency_rows_of_a_remote_device(device: dict, models: list[Path]) -> No
     assert row["cpu_isa"] == isa_features()  # the board's own flags (loopback: this machine)
     assert row["engine_version"] == "unknown (remote board)"
     _assert_cleaned(device)
+
+
+def test_a_dead_board_is_tried_once_per_job_and_every_row_says_why(
+        device: dict, models: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on the board's port: the first ssh call fails and marks the board dead
+    for the rest of the job; every row (engine x thread count) carries the reason at once,
+    instead of waiting connect_timeout_s again per row."""
+    import bibench.latency.remote as remote
+    from bibench.latency.devices import measure_cell
+
+    calls = []
+    run = subprocess.run
+
+    def counted(argv, *args, **kwargs):
+        calls.append(argv)
+        return run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(remote.subprocess, "run", counted)
+    exports = pd.DataFrame({"form": ["onnx"], "status": ["ok"], "packed_bytes": [0]}
+                           ).set_index("form")
+    spec = {k: v for k, v in device.items() if k != "name"}
+    settings = {"threads": [1], "batch_size": 1, "warmup": 1, "repeats": 5,
+                "devices": {"dead": {**spec, "port": _free_port(), "threads": [1, 2, 4],
+                                     "engines": ["onnxruntime", "openvino_fp32"]}}}
+    rows = measure_cell(algorithm="bnn", onnx=models[0], openvino_dir=models[0].parent,
+                        fp32_onnx=models[1], exports=exports, settings=settings,
+                        max_threads=1)
+    assert len(rows) == 6 and len(calls) == 1  # one connection attempt in the whole job
+    for row in rows:
+        assert row["status"].startswith("failed: unreachable: ssh: connect to host 127.0.0.1")
+        assert "Connection refused" in row["status"] and "not tried again" in row["status"]
+        assert row["cpu_model"] == "unknown (unreachable)" and math.isnan(row["median_ms"])
+        assert row["concurrent_timing"] is None and math.isnan(row["load_avg_start"])
+
+
+def test_a_board_lost_mid_job_is_not_tried_again(device: dict, models: list[Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The board answers the CPU query, then ssh fails while timing: the rows after that
+    failure say why without another connection attempt."""
+    import bibench.latency.remote as remote
+    from bibench.latency.devices import measure_cell
+
+    calls = []
+    run = subprocess.run
+
+    def lost_after_first(argv, *args, **kwargs):
+        calls.append(argv)
+        if len(calls) > 1:  # every later connection: as ssh reports an unreachable host
+            return subprocess.CompletedProcess(argv, 255, b"", b"ssh: connect to host "
+                                               b"127.0.0.1 port 22: No route to host\r\n")
+        return run(argv, *args, **kwargs)
+
+    monkeypatch.setattr(remote.subprocess, "run", lost_after_first)
+    exports = pd.DataFrame({"form": ["onnx"], "status": ["ok"], "packed_bytes": [0]}
+                           ).set_index("form")
+    spec = {k: v for k, v in device.items() if k != "name"}
+    settings = {"threads": [1], "batch_size": 1, "warmup": 1, "repeats": 5,
+                "devices": {"lost": {**spec, "threads": [1, 2], "engines": ["onnxruntime"]}}}
+    rows = measure_cell(algorithm="bnn", onnx=models[0], openvino_dir=models[0].parent,
+                        fp32_onnx=models[1], exports=exports, settings=settings,
+                        max_threads=1)
+    assert len(calls) == 2  # the CPU query, then the one timing attempt that failed
+    assert rows[0]["cpu_model"] and not rows[0]["cpu_model"].startswith("unknown")
+    for row in rows:
+        assert row["status"].startswith("failed: unreachable: ssh: connect to host 127.0.0.1 "
+                                        "port 22: No route to host (remote device 'lost'")

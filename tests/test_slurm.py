@@ -42,8 +42,10 @@ needs_root = pytest.mark.skipif(
 
 
 def _is_timing(column: str) -> bool:
-    """Wall-clock measurements, which differ between any two runs (bibench/io.py SCHEMAS)."""
-    return "_seconds" in column or column.endswith("_ms") or "speedup_vs_fp32" in column
+    """Wall-clock measurements, which differ between any two runs (bibench/io.py SCHEMAS), and
+    the load average around a latency row's timing."""
+    return ("_seconds" in column or column.endswith("_ms") or "speedup_vs_fp32" in column
+            or column.startswith("load_avg_"))
 
 
 # tracks computed from timings: training time per epoch, latency

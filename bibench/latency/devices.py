@@ -4,11 +4,18 @@ Each measurement times the cell's model and the FP32 model of the same architect
 go (interleaved where the engine runs here), so the speedup is a same-run ratio. A form that
 did not export, or an algorithm that does not deploy on an engine, is a row with the reason
 and no timing. No torch import: remote boards and the latency job do without it.
+
+Each row times inside a registered window (bibench.latency.windows) and records the load
+average at its start and end; a row during which another bibench job timed on the same device
+is `contended: ...`, its numbers kept but left out of every result until it is re-timed. A
+remote board that ssh cannot reach is tried once per job: its remaining rows say why at once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +25,7 @@ from bibench.catalog import FP32
 from bibench.config import remote_spec
 from bibench.latency.machine import cpu_model, isa_features
 from bibench.latency.reference import reference_note, write_reference
+from bibench.latency.remote import UnreachableError
 from bibench.latency.timing import (
     Timing,
     engine_version,
@@ -25,6 +33,9 @@ from bibench.latency.timing import (
     ort_session,
     time_onnxruntime,
 )
+from bibench.latency.windows import TimingWindow, describe
+
+log = logging.getLogger(__name__)
 
 # The file each engine runs (a form of bibench.export.onnx) and its arithmetic.
 ENGINE_FORMS = {"onnxruntime": "onnx", "openvino_fp32": "onnx",
@@ -79,16 +90,35 @@ def _time_remote(name: str, device: dict[str, Any], engine: str, paths: list[Pat
                       batch_size=settings["batch_size"])
 
 
-def _cpu(name: str, device: dict[str, Any]) -> tuple[str, str]:
-    """(CPU model, ISA features the binary kernels depend on) of a device."""
+def _cpu(name: str, device: dict[str, Any]) -> tuple[str, str, str]:
+    """(CPU model, ISA features the binary kernels depend on, why the device is unreachable:
+    '' where it answered) of a device."""
     if device["kind"] == "local":
-        return cpu_model(), isa_features()
+        return cpu_model(), isa_features(), ""
     from bibench.latency.remote import remote_cpu_info
 
     try:
-        return remote_cpu_info(remote_spec(name, device))
+        return (*remote_cpu_info(remote_spec(name, device)), "")
+    except UnreachableError as err:
+        return "unknown (unreachable)", "unknown", _unreachable(name, err)
     except Exception as err:  # noqa: BLE001  the timing rows will carry the failure
-        return f"unknown ({type(err).__name__})", "unknown"
+        return f"unknown ({type(err).__name__})", "unknown", ""
+
+
+def _unreachable(name: str, err: UnreachableError) -> str:
+    """The status of every row of a device ssh cannot reach (the full error goes to the log,
+    once: the job tries the device no more)."""
+    log.warning("%s\n%s: unreachable; its remaining rows are not tried in this job", err, name)
+    return (f"failed: unreachable: {err.reason} (remote device {name!r}; ssh failed once, "
+            f"not tried again in this job)")[:500]
+
+
+def window_device(device: dict[str, Any]) -> str:
+    """What a timing window contends for: this machine (by name: a registry on a shared
+    filesystem serves several), or the remote board's address."""
+    if device["kind"] == "local":
+        return f"local:{socket.gethostname()}"
+    return f"ssh:{device['host']}:{device.get('port') or 22}"
 
 
 def _engine_version(engine: str, device: dict[str, Any]) -> str:
@@ -126,19 +156,29 @@ def _reference_status(engine: str, device: dict[str, Any], arch: str, status: st
 
 
 def _time_row(name: str, device: dict[str, Any], engine: str, paths: list[Path], example: Any,
-              threads: int, settings: dict[str, Any]) -> tuple[list[Timing], int, str]:
-    """(timings of `paths` in one window, BinaryConvolution layers executed, row status)."""
+              threads: int, settings: dict[str, Any]) -> tuple[list[Timing], int, str, bool]:
+    """(timings of `paths` in one window, BinaryConvolution layers executed, row status,
+    whether the device proved unreachable)."""
     try:
         if device["kind"] == "local":
             timings, executed = _time_local(engine, paths, example, threads, settings)
         else:
             timings, executed = _time_remote(name, device, engine, paths, threads, settings), -1
+    except UnreachableError as err:
+        return [], -1, _unreachable(name, err), True
     except Exception as err:  # noqa: BLE001  a row with the reason
-        return [], -1, f"failed: {type(err).__name__}: {err}"[:500]
+        return [], -1, f"failed: {type(err).__name__}: {err}"[:500], False
     if engine == "openvino_binary" and executed == 0:
         return timings, executed, ("failed: the compiled model runs no BinaryConvolution "
-                                   "(float fallback)")
-    return timings, executed, "ok"
+                                   "(float fallback)"), False
+    return timings, executed, "ok", False
+
+
+def contended_status(window: TimingWindow) -> str:
+    """The status of a row timed while other bibench jobs timed on the same device."""
+    others = "; ".join(describe(e) for e in window.overlaps)
+    return (f"contended: another bibench job timed on the same device at the same time "
+            f"({others}); re-time the cell")[:500]
 
 
 def _stored_bytes(form: str, model: Path, exports: pd.DataFrame) -> int:
@@ -150,13 +190,14 @@ def _stored_bytes(form: str, model: Path, exports: pd.DataFrame) -> int:
 
 def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                  fp32_onnx: str | Path, exports: pd.DataFrame, settings: dict[str, Any],
-                 max_threads: int, arch: str = "", workdir: str | Path | None = None
-                 ) -> list[dict[str, Any]]:
+                 max_threads: int, arch: str = "", workdir: str | Path | None = None,
+                 label: str = "") -> list[dict[str, Any]]:
     """Latency rows of one cell: every configured device x engine x thread count.
 
     `exports` is the cell's export table indexed by form: it says which forms exist and
     whether they agreed with PyTorch or deploy at all. Binary-engine rows also time the
     architecture's hand-built reference (written under `workdir`) in the same window.
+    `label` names the cell to other jobs' contended rows.
     """
     onnx, fp32_onnx = Path(onnx), Path(fp32_onnx)
     # the IR holds explicit BinaryConvolution with 1-bit weights: the file to deploy and time
@@ -168,7 +209,7 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
         reference = reference_model(arch, fp32_onnx, example, Path(workdir))
     rows = []
     for name, device in settings["devices"].items():
-        cpu, isa = _cpu(name, device)
+        cpu, isa, unreachable = _cpu(name, device)
         for engine in device["engines"]:
             if engine == "openvino_binary" and algorithm == FP32:
                 continue  # nothing binary to time: the FP32 model is the baseline itself
@@ -180,16 +221,33 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                 paths.insert(1, reference)
             for threads in thread_counts(device, settings, max_threads):
                 timings, executed, row_status = [], -1, status
-                if status == "ok":
-                    timings, executed, row_status = _time_row(name, device, engine, paths,
-                                                              example, threads, settings)
-                rows.append(_row(
+                window = TimingWindow(window_device(device), f"{label} {name}/{engine}/"
+                                                             f"{threads}t".strip())
+                if status == "ok" and unreachable:
+                    row_status = unreachable  # the board failed once: no 10 s wait per row
+                elif status == "ok":
+                    with window:
+                        timings, executed, row_status, dead = _time_row(
+                            name, device, engine, paths, example, threads, settings)
+                    if dead:
+                        unreachable = row_status
+                row = _row(
                     timings, row_status, ref_status, executed, settings,
                     stored=_stored_bytes(form, files[form], exports),
                     fp32_bytes=fp32_onnx.stat().st_size,
                     device_name=name, device_kind=device["kind"], engine=engine,
                     cpu_model=cpu, cpu_isa=isa, engine_version=_engine_version(engine, device),
-                    device=name, precision=ENGINE_PRECISION[engine], threads=threads))
+                    device=name, precision=ENGINE_PRECISION[engine], threads=threads,
+                    # the board's own load is not read: this machine's would mislead
+                    load_avg_start=window.load_start if device["kind"] == "local" else _NAN,
+                    load_avg_end=window.load_end if device["kind"] == "local" else _NAN,
+                    # None: not timed, or the registry could not be used
+                    concurrent_timing=bool(window.overlaps) if window.checked else None)
+                if row["status"] == "ok" and window.overlaps:
+                    row["status"] = contended_status(window)
+                    if row["reference_status"] == "ok":
+                        row["reference_status"] = row["status"]
+                rows.append(row)
     return rows
 
 
@@ -218,3 +276,27 @@ def _row(timings: list[Timing], status: str, ref_status: str, executed: int,
         "n_binary_conv": executed, "model_bytes": stored, "fp32_bytes": fp32_bytes,
         "storage_saving": fp32_bytes / stored if stored > 0 else _NAN,
     }
+
+
+def untimed_rows(*, algorithm: str, settings: dict[str, Any], max_threads: int, status: str
+                 ) -> list[dict[str, Any]]:
+    """Latency rows of a cell that is not timed at all (its training did not finish, so the
+    evaluate job exported nothing): each configured device x engine x thread count with
+    `status` and no timing. No file is read and no remote device is contacted."""
+    rows = []
+    for name, device in settings["devices"].items():
+        local = device["kind"] == "local"
+        cpu, isa = (cpu_model(), isa_features()) if local else ("unknown (not timed)", "unknown")
+        for engine in device["engines"]:
+            if engine == "openvino_binary" and algorithm == FP32:
+                continue  # as in measure_cell: the FP32 model has nothing binary to time
+            ref_status = ("not timed: the cell was not timed" if engine == "openvino_binary"
+                          else "not applicable: float engine")
+            for threads in thread_counts(device, settings, max_threads):
+                rows.append(_row(
+                    [], status, ref_status, -1, settings, stored=0, fp32_bytes=0,
+                    device_name=name, device_kind=device["kind"], engine=engine,
+                    cpu_model=cpu, cpu_isa=isa, engine_version=_engine_version(engine, device),
+                    device=name, precision=ENGINE_PRECISION[engine], threads=threads,
+                    load_avg_start=_NAN, load_avg_end=_NAN, concurrent_timing=None))
+    return rows

@@ -212,6 +212,17 @@ def _check_command(s: Mapping[str, Any], where: str) -> None:
         raise ValueError(f"{where}: command: parser {s['parser']!r} does not read {{percentile}}")
 
 
+class UnreachableError(RuntimeError):
+    """ssh could not connect to, log in to or stay connected to the device (ssh's exit status
+    255), or could not run at all. Every further call of the same job would wait for the same
+    failure (up to connect_timeout_s each), so the latency job stops trying the device.
+    `reason` is one line: the last line ssh printed, or why ssh did not run."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class _Ssh:
     """The system ssh client with the device's options; every call is one connection."""
 
@@ -242,11 +253,16 @@ class _Ssh:
             raise RuntimeError(self._message(what, argv, f"timed out after {self.timeout_s:g} s",
                                              e.stderr)) from None
         except OSError as e:
-            raise RuntimeError(f"remote device {self.name!r}: cannot run ssh: {e}") from None
+            raise UnreachableError(f"remote device {self.name!r}: cannot run ssh: {e}",
+                                   f"cannot run ssh: {e}") from None
+        if proc.returncode == 255:
+            status = ("failed with exit status 255 (ssh could not connect, authenticate or keep "
+                      "the connection)")
+            lines = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise UnreachableError(self._message(what, argv, status, proc.stderr),
+                                   lines[-1].strip() if lines else "ssh exit status 255")
         if proc.returncode != 0:
             status = f"failed with exit status {proc.returncode}"
-            if proc.returncode == 255:
-                status += " (ssh could not connect, authenticate or keep the connection)"
             raise RuntimeError(self._message(what, argv, status, proc.stderr))
         return proc.stdout.decode(errors="replace")
 
@@ -280,7 +296,7 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
     interleaved in blocks of runs; otherwise they run one after the other, alternating
     model by model when several runs per model are needed ({percentile}). Raises RuntimeError
     naming the device, the command and the tail of stderr when ssh or the command fails or the
-    output cannot be read."""
+    output cannot be read; UnreachableError (a RuntimeError) when ssh itself fails."""
     validate_device(spec)
     s = {**DEFAULTS, **spec}
     paths = [Path(m) for m in models]
@@ -299,8 +315,13 @@ def run_remote(spec: Mapping[str, Any], models: list[Path], *, engine: str, thre
             rows = _run_and_parse(ssh, s, rundir, values, extra, len(indices))
             for i, row in zip(indices, rows, strict=True):
                 merged[i].update(row)
-    finally:
+    except UnreachableError:  # removing it would wait for the same failure again
+        log.warning("%s: run directory %s left on the device (unreachable)", s["name"], rundir)
+        raise
+    except BaseException:
         _remove_rundir(ssh, rundir)
+        raise
+    _remove_rundir(ssh, rundir)
     return [_timing(s["name"], names[i], row) for i, row in enumerate(merged)]
 
 
