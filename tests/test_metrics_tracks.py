@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from bibench.metrics.tracks import best_and_worst, compute_tracks, compute_tracks_over_seeds
+from bibench.metrics.tracks import compute_tracks, compute_tracks_over_seeds
 
 
 def _rows(algorithm, task, arch, family, clean, corrupted, status="ok", seconds=1.0, fp=None,
@@ -93,11 +93,6 @@ def test_unmeasured_tracks_say_so_and_are_never_zero():
         math.sqrt((20**2 + 30**2) / 2))
 
 
-def test_best_and_worst():
-    assert best_and_worst({"a": 1.0, "b": 3.0, "c": float("nan")}) == ({"b"}, {"a"})
-    assert best_and_worst({"a": 1.0}) == (set(), set())
-
-
 def test_sensitivity_and_om_train_from_the_grid():
     grid = pd.DataFrame([
         {"task": "img", "arch": "resnet20", "algorithm": a, "seed": 0, "setting": s,
@@ -136,6 +131,27 @@ def test_om_infer_follows_eq_9_over_binary_engine_rows_only():
     fda = _value(tracks, "fda", "OM_infer")
     assert fda["status"] == "not deployable" and math.isnan(fda["value"])
     assert "spatial scale" in fda["note"]
+
+
+def test_contended_measurements_are_kept_out_of_om_infer_and_said():
+    """A row timed while another bibench job timed beside it keeps its numbers in
+    latency.parquet, but the hardware track does not use them until it is re-timed."""
+    contended = "contended: another bibench job timed on the same device at the same time"
+    latency = pd.DataFrame([
+        _latency_row("bnn", "openvino_binary", 1, 12.0, 20.0),
+        _latency_row("bnn", "openvino_binary", 2, 2.0, 20.0, status=contended),
+        _latency_row("fda", "openvino_binary", 1, 3.0, 20.0, status=contended),
+    ])
+    tracks = compute_tracks(_metrics(), latency=latency)
+    speedup = _value(tracks, "bnn", "speedup")
+    assert speedup["value"] == pytest.approx(12.0)  # not (12 + 2) / 2
+    assert json.loads(speedup["excluded"]) == [
+        "img/resnet20/bnn/0 on local-cpu/openvino_binary/2t (contended)"]
+    assert "1 contended measurement(s) left out" in speedup["note"]
+    assert "--forcerun" in _value(tracks, "bnn", "OM_infer")["note"]
+    fda = _value(tracks, "fda", "OM_infer")  # nothing left: not measured, not "failed"
+    assert fda["status"] == "not measured" and math.isnan(fda["value"])
+    assert "contended" in fda["note"]
 
 
 def test_om_infer_without_a_binary_engine_is_not_measured():
@@ -194,3 +210,24 @@ def test_best_and_worst_never_go_to_a_value_at_chance():
     # xnor (13% of FP32, at chance) would be the worst; without it only bnn is left
     assert cells["xnor"]["at_chance"] and not cells["xnor"]["worst"]
     assert not any(c["best"] or c["worst"] for c in row["cells"])
+
+
+def test_a_cell_with_an_eval_gap_is_never_best_or_worst_and_is_left_out_of_robustness():
+    """xnor scores worst on img, but in eval mode it scored far below its own last epoch:
+    its number does not measure the model that trained."""
+    from bibench.report.summary_tables import summary_table
+
+    frame = _with_a_cell_at_chance()
+    frame["at_chance"] = False
+    frame["eval_gap"] = (frame["algorithm"] == "xnor") & (frame["task"] == "img")
+    tracks = compute_tracks(frame)
+    assert json.loads(_value(tracks, "xnor", "relative:img")["at_chance"]) == [
+        "img/resnet20/xnor/0 (eval gap)"]
+    assert "eval gap" in _value(tracks, "xnor", "relative:img")["note"]
+    robust = _value(tracks, "xnor", "OM_robust")
+    assert "img/resnet20/xnor/0 (eval gap)" in json.loads(robust["excluded"])
+    assert "1 cells with an eval gap left out" in robust["note"]
+    table = summary_table(compute_tracks_over_seeds(frame), ("learning_task",))
+    row = next(r for r in table["rows"] if r["metric"] == "relative:img")
+    cells = dict(zip(table["algorithms"], row["cells"], strict=True))
+    assert not cells["xnor"]["worst"] and not cells["xnor"]["best"]

@@ -117,6 +117,11 @@ class DeploymentFacts:
     bn_foldable: the weight scale is a per-channel constant that folds into a following BN.
     activation_rescaling: inputs are re-scaled by statistics computed at run time (XNOR's K).
     activation_mean_shift: inputs are shifted by a learned constant before sign (ReActNet).
+    by_layer: layer kinds whose weight scale differs from `weight_scale`, as (kind, scale)
+        pairs, e.g. XNOR++'s Linear layers scale per channel (foldable) while its
+        convolutions scale spatially: an engine may then run a model built only of such
+        layers, and the report says where what export finds by trying differs from the
+        algorithm-wide fact, and why.
     """
 
     weight_scale: str
@@ -124,6 +129,12 @@ class DeploymentFacts:
     bn_foldable: bool
     activation_rescaling: bool
     activation_mean_shift: bool
+    by_layer: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def layer_note(self) -> str:
+        """'Linear: per-channel; ...' (empty when every layer kind scales alike)."""
+        return "; ".join(f"{kind}: {scale}" for kind, scale in self.by_layer)
 
     @property
     def deployable(self) -> bool:

@@ -8,7 +8,9 @@ alpha (x) beta(L_out), except where the positions are an unordered set (PointNet
 invariance PointNet is built on, so those layers have alpha only. Sign uses clip-STE for
 weights and activations. alpha is applied to
 the weights (same product, cheaper), beta (x) gamma to the output. A spatial scale cannot be
-folded into BatchNorm, so XNOR++ is not deployable (paper Table 4).
+folded into BatchNorm, so XNOR++ is not deployable (paper Table 4), except in a model whose
+binarized layers are all Linear or point-wise (alpha only: `DeploymentFacts.by_layer`), such as
+PointNet, where the binary engine runs it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class XNORPlusPlus(Algorithm):
         bn_foldable=False,
         activation_rescaling=False,
         activation_mean_shift=False,
+        # alpha only (setup_layer): a per-channel scale, which folds like XNOR's
+        by_layer=(("Linear", "per-channel, folds into BatchNorm"),
+                  ("Conv1d over an unordered point set", "per-channel, folds into BatchNorm")),
     )
 
     def setup_layer(self, layer: BinarizedLayer, output_shape: tuple[int, ...]) -> None:

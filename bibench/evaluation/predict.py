@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bibench.evaluation.task_metrics import TASK_METRICS
+from bibench.evaluation.task_metrics import TASK_METRICS, predicted_labels
 
 
 @torch.no_grad()
@@ -25,3 +26,19 @@ def predict(model: nn.Module, x: Tensor, *, batch_size: int = 256,
 
 # Task metrics by name (TaskData.metric): accuracy, f1, mcc, pearson_spearman, miou, ...
 METRICS = TASK_METRICS
+
+
+def per_example(output: Tensor | list, task_type: str, *, targets: bool = False
+                ) -> np.ndarray | None:
+    """What a paired test needs of each test example, flattened as float32: the predicted
+    class (per point for segmentation), or the regression output; with `targets`, the
+    targets themselves. Every task metric takes predicted labels as it takes logits
+    (`predicted_labels`), so the metric can be recomputed on any resample of the examples.
+    None for detection: its metric is not a function of per-image labels."""
+    if task_type == "detection":
+        return None
+    if targets or task_type == "regression":
+        values = output
+    else:
+        values = predicted_labels(output)
+    return values.detach().cpu().reshape(-1).numpy().astype(np.float32)

@@ -16,6 +16,13 @@ compared with others:
   with one epoch, or whose loss still falls faster, is `not converged`: its number is shown
   with that note.
 
+- *Eval gap*: every training run measures its model in eval mode on a fixed sample of its
+  training data after training (bibench.training.batchnorm). A model that scores more than
+  `EVAL_GAP` (10 points) below what its own last epoch scored on the same data is not being
+  evaluated as it was trained (stale BatchNorm statistics were the case that made this rule):
+  it is marked `eval gap` and never marked best or worst. Accuracy rises over an epoch, so a
+  trained model normally scores at or above its last epoch's running accuracy.
+
 The rules apply to accuracy-like metrics of classification tasks and to detection mAP, whose
 chance level is what random boxes score (`random_boxes_level`); other metrics (mIoU,
 correlation, ...) have no chance level here and are never marked at chance.
@@ -31,12 +38,14 @@ import numpy as np
 CHANCE_MARGIN = 0.05  # "a few points" above the majority class
 LEVELLED_OFF = 0.10  # the last epoch's relative loss decrease below which training levelled off
 LOSS_FLOOR = 0.01  # ... or its absolute decrease below which it did (a near-zero loss)
+EVAL_GAP = 0.10  # eval-mode training accuracy this far below the last epoch's: not comparable
 CHANCE_METRICS = frozenset({"accuracy"})
 DETECTION_METRICS = frozenset({"voc07_map", "coco_map"})
 RANDOM_BOXES_PER_IMAGE = 10
 
 CONVERGED, NOT_CONVERGED, NOT_TRAINED = "converged", "not converged", "not trained"
 AT_CHANCE = "at chance"
+EVAL_GAP_MARK = "eval gap"
 
 
 def chance_level(labels: np.ndarray, metric: str) -> float:
@@ -69,6 +78,14 @@ def convergence(losses: Sequence[float], status: str = "ok") -> str:
     if previous <= 0 or previous - last < LOSS_FLOOR:
         return CONVERGED
     return CONVERGED if (previous - last) / previous < LEVELLED_OFF else NOT_CONVERGED
+
+
+def eval_gap(last_epoch_accuracy: float, eval_accuracy: float, gap: float = EVAL_GAP) -> bool:
+    """Whether the eval-mode accuracy on the training sample is more than `gap` below the last
+    epoch's training accuracy (False when either is NaN: no per-sample accuracy)."""
+    if math.isnan(last_epoch_accuracy) or math.isnan(eval_accuracy):
+        return False
+    return eval_accuracy < last_epoch_accuracy - gap
 
 
 def random_boxes_level(targets: np.ndarray, metric: str, per_image: int = RANDOM_BOXES_PER_IMAGE,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 
 import pandas as pd
 
@@ -26,7 +25,7 @@ from bibench.metrics.overall import (
     quadratic_mean,
     sensitivity_ratio,
 )
-from bibench.metrics.quality import AT_CHANCE
+from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK
 
 TRACKS = ("learning_task", "neural_architecture", "corruption_robustness",
           "training_consumption", "theoretical_complexity", "hardware_inference")
@@ -44,7 +43,9 @@ def _row(algorithm: str, track: str, metric: str, value: float, *, inputs: list[
     if status == "ok" and (value is None or math.isnan(value)):
         status = "not measured"
     if chance:
-        note = "; ".join(n for n in (note, f"{AT_CHANCE}: {', '.join(chance)}") if n)
+        what = (f"{AT_CHANCE} or {EVAL_GAP_MARK}" if any(EVAL_GAP_MARK in c for c in chance)
+                else AT_CHANCE)
+        note = "; ".join(n for n in (note, f"{what}: {', '.join(chance)}") if n)
     return {"algorithm": algorithm, "track": track, "metric": metric,
             "value": float("nan") if value is None else float(value), "status": status,
             "inputs": json.dumps(inputs), "excluded": json.dumps(excluded), "note": note,
@@ -52,16 +53,24 @@ def _row(algorithm: str, track: str, metric: str, value: float, *, inputs: list[
 
 
 def _chance_names(frame: pd.DataFrame) -> list[str]:
-    """Cells of `frame` whose numbers are noise: at chance, or their FP32 reference is."""
-    return _cell_names(frame[frame["unreliable"]])
+    """Cells of `frame` whose numbers cannot be compared: at chance, or their FP32 reference
+    is; or evaluated unlike they trained (`eval gap`, named with that mark)."""
+    gap = set(_cell_names(frame[frame["eval_gap"]])) if "eval_gap" in frame else set()
+    return [f"{n} ({EVAL_GAP_MARK})" if n in gap else n
+            for n in _cell_names(frame[frame["unreliable"]])]
 
 
 def _mark_unreliable(metrics: pd.DataFrame) -> pd.DataFrame:
-    """`unreliable`: the cell or the FP32 model of its (task, arch, seed) is at chance."""
+    """`unreliable`: the cell or the FP32 model of its (task, arch, seed) is at chance or has an
+    eval gap (bibench.metrics.quality)."""
+    bad = metrics["at_chance"].fillna(False).to_numpy()
+    if "eval_gap" in metrics:
+        bad = bad | metrics["eval_gap"].fillna(False).to_numpy()
     fp = metrics[metrics["algorithm"] == FP32]
-    fp_chance = {tuple(k) for k in fp.loc[fp["at_chance"], KEY].itertuples(index=False)}
-    ref = [tuple(k) in fp_chance for k in metrics[KEY].itertuples(index=False)]
-    return metrics.assign(unreliable=metrics["at_chance"].to_numpy() | pd.Series(ref).to_numpy())
+    fp_bad = {tuple(k) for k in fp.loc[bad[(metrics["algorithm"] == FP32).to_numpy()], KEY]
+              .itertuples(index=False)}
+    ref = [tuple(k) in fp_bad for k in metrics[KEY].itertuples(index=False)]
+    return metrics.assign(unreliable=bad | pd.Series(ref).to_numpy())
 
 
 def _usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -117,12 +126,16 @@ def _robustness(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: 
     """Eq. 4-5: per corruption, E over cells of G_fp / G_bi (gaps averaged over severities).
 
     A cell at chance (or whose FP32 reference is) loses next to nothing under corruption, and
-    dividing by that gap makes a huge, meaningless ratio: such cells are left out, and said.
+    dividing by that gap makes a huge, meaningless ratio: such cells are left out, and said;
+    so are cells with an eval gap, whose evaluation does not measure the model that trained.
     """
     chance = _chance_names(rows)
     rows, fp_rows = rows[~rows["unreliable"]], fp_rows[~fp_rows["unreliable"]]
-    excluded = excluded + [f"{c} ({AT_CHANCE})" for c in chance]
-    left_out = f"{len(chance)} cells {AT_CHANCE} left out" if chance else ""
+    excluded = excluded + [c if c.endswith(")") else f"{c} ({AT_CHANCE})" for c in chance]
+    gaps = sum(c.endswith(f"({EVAL_GAP_MARK})") for c in chance)
+    left_out = "; ".join(part for part in (
+        f"{len(chance) - gaps} cells {AT_CHANCE} left out" if len(chance) > gaps else "",
+        f"{gaps} cells with an {EVAL_GAP_MARK} left out" if gaps else "") if part)
     bi, fp = _gaps(rows), _gaps(fp_rows)
     if bi.empty:
         return [_row(algo, "corruption_robustness", "OM_robust", float("nan"), inputs=[],
@@ -210,31 +223,51 @@ def _measurement_names(frame: pd.DataFrame) -> list[str]:
             f"{r.threads}t" for r in frame.itertuples(index=False)]
 
 
+# Status prefix of a latency row timed while another bibench job timed on the same device
+# (bibench.latency.windows): its numbers are kept in latency.parquet but used nowhere.
+CONTENDED = "contended"
+
+
+def _contended_note(n: int) -> str:
+    return (f"{n} contended measurement(s) left out (timed while another bibench job timed on "
+            f"the same device): re-time with snakemake --forcerun on their latency.parquet "
+            f"(bibench status lists them)") if n else ""
+
+
 def _inference(algo: str, latency: pd.DataFrame) -> list[dict]:
     """Eq. 9 over every binary-engine measurement (devices x thread counts) of the algorithm;
-    float engines (onnxruntime, OpenVINO FP32) run no 1-bit kernels and do not count."""
+    float engines (onnxruntime, OpenVINO FP32) run no 1-bit kernels and do not count.
+    Contended measurements are left out, named in `excluded` and counted in the note."""
     binary = latency[(latency["algorithm"] == algo) & latency["engine"].isin(BINARY_ENGINES)]
     ok = binary[binary["status"] == "ok"]
-    inputs, excluded = _measurement_names(ok), _measurement_names(binary[binary["status"] != "ok"])
+    contended = binary["status"].astype(str).str.startswith(CONTENDED)
+    excluded = [f"{name} ({CONTENDED})" if c else name for name, c, s in zip(
+        _measurement_names(binary), contended, binary["status"], strict=True) if s != "ok"]
+    inputs, crowded = _measurement_names(ok), _contended_note(int(contended.sum()))
     if ok.empty:
-        reasons = sorted(set(binary["status"]))
+        reasons = sorted(set(binary.loc[~contended, "status"]))
         if not reasons:
-            status, note = "not measured", "no binary engine (openvino_binary) in the config"
-        elif all(r.startswith("not deployable") for r in reasons):
-            status, note = "not deployable", "; ".join(reasons)
+            status = "not measured"
+            note = crowded or "no binary engine (openvino_binary) in the config"
         else:
-            status, note = "failed", "; ".join(reasons)
+            status = ("not deployable" if all(r.startswith("not deployable") for r in reasons)
+                      else "failed")
+            note = "; ".join(n for n in (*reasons, crowded) if n)
         return [_row(algo, "hardware_inference", m, float("nan"), inputs=[],
                      excluded=excluded, status=status, note=note)
                 for m in ("speedup", "storage_saving", "OM_infer")]
     speedups, savings = list(ok["speedup_vs_fp32"]), list(ok["storage_saving"])
+
+    def note(text: str) -> str:
+        return "; ".join(n for n in (text, crowded) if n)
+
     return [
         _row(algo, "hardware_inference", "speedup", sum(speedups) / len(speedups),
-             inputs=inputs, excluded=excluded, note="FP32 / binary latency, same run"),
+             inputs=inputs, excluded=excluded, note=note("FP32 / binary latency, same run")),
         _row(algo, "hardware_inference", "storage_saving", sum(savings) / len(savings),
-             inputs=inputs, excluded=excluded, note="FP32 bytes / packed binary bytes"),
+             inputs=inputs, excluded=excluded, note=note("FP32 bytes / packed binary bytes")),
         _row(algo, "hardware_inference", "OM_infer", om_infer(speedups, savings),
-             inputs=inputs, excluded=excluded),
+             inputs=inputs, excluded=excluded, note=note("")),
     ]
 
 
@@ -279,18 +312,3 @@ def compute_tracks_over_seeds(metrics: pd.DataFrame, sensitivity: pd.DataFrame |
     for i, name in enumerate(("seed_mean", "ci95_low", "ci95_high", "n_seeds")):
         pooled[name] = [s[i] for s in stats]
     return pooled
-
-
-def best_and_worst(values: dict[str, float], higher_is_better: bool = True
-                   ) -> tuple[set[str], set[str]]:
-    """Algorithms holding the best and the worst value of a row (NaN ignored)."""
-    finite = {a: v for a, v in values.items() if v == v}
-    if len(finite) < 2:
-        return set(), set()
-    pick: Callable = max if higher_is_better else min
-    other: Callable = min if higher_is_better else max
-    best, worst = pick(finite.values()), other(finite.values())
-    return ({a for a, v in finite.items() if v == best},
-            {a for a, v in finite.items() if v == worst})
-
-

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from bibench.binarize import update_schedules
+from bibench.training.batchnorm import estimate_batchnorm_statistics, training_sample
 from bibench.training.device import (
     PRECISIONS,
     autocast,
@@ -116,19 +117,47 @@ def train(
     task_type: str = "classification",
 ) -> list[dict[str, Any]]:
     """Train in place; return one record per epoch (loss, accuracy, seconds, lr, status,
-    deterministic: whether PyTorch's deterministic mode saw only deterministic kernels).
+    deterministic: whether PyTorch's deterministic mode saw only deterministic kernels,
+    eval_train_accuracy: NaN but in the last record).
 
     Training stops at the first non-finite loss and the last record says "diverged", so a
-    failed cell is reported as such instead of silently producing garbage.
+    failed cell is reported as such instead of silently producing garbage. A run that ends
+    well has its BatchNorm statistics estimated for evaluation (bibench.training.batchnorm),
+    and its last record carries the eval-mode accuracy on a fixed sample of the training data:
+    the model as it will be evaluated, beside what the last epoch saw.
     """
     model.to(device).train()
     with nondeterministic_ops() as ops:
         records = _epochs(model, x, y, settings, seed=seed, device=device, task_type=task_type)
+        for r in records:
+            r["eval_train_accuracy"] = float("nan")
+        if records and records[-1]["status"] == "ok":
+            records[-1]["eval_train_accuracy"] = _evaluation_ready(model, x, y, device,
+                                                                   task_type)
     model.eval()
     note = determinism_note(ops)
     if note.startswith("no: "):
         log.warning("kernels without a deterministic implementation ran: %s", note[4:])
     return [{**r, "deterministic": note} for r in records]
+
+
+@torch.no_grad()
+def _evaluation_ready(model: nn.Module, x: Tensor, y: Tensor, device: torch.device,
+                      task_type: str) -> float:
+    """Estimate the BatchNorm statistics on the fixed training sample, then return the
+    eval-mode accuracy on it (NaN for tasks without a per-sample accuracy)."""
+    xs, ys = training_sample(x, y)
+    xs, ys = xs.to(device), ys.to(device)
+    layers = estimate_batchnorm_statistics(model, xs)
+    if task_type == "detection" or task_type == "regression" or len(xs) == 0:
+        return float("nan")
+    model.eval()
+    correct = sum(_correct(model(xb), yb, task_type)
+                  for xb, yb in zip(xs.split(256), ys.split(256), strict=True))
+    accuracy = correct / len(xs)
+    log.info("BatchNorm statistics of %d layers estimated on %d training samples; eval-mode "
+             "training accuracy %.4f", layers, len(xs), accuracy)
+    return accuracy
 
 
 def _epochs(model: nn.Module, x: Tensor, y: Tensor, settings: TrainSettings, *, seed: int,
