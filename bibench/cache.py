@@ -13,6 +13,13 @@ report code the report. Hashing the ~60 files takes a few milliseconds.
 Holes. Snakemake >= 7.8 does not remake a deleted intermediate file while the files computed
 from it are up to date (snakemake/snakemake#1978). `holes` finds such files so that the
 workflow can force their jobs (and with them everything downstream).
+
+Damaged files. A table or checkpoint that cannot be read (empty, truncated, not Parquet or of
+another schema; a checkpoint that is not a whole archive) looks up to date to Snakemake, which
+looks at names and times only, and would stop every job that reads it. `damaged` finds them
+all at once, reading a table's footer and a checkpoint's zip directory (not their data), so
+that the workflow forces them like holes and `bibench status` calls them damaged: the same
+check for both.
 """
 
 from __future__ import annotations
@@ -46,7 +53,9 @@ LATENCY = ("latency/*.py",)
 # The registries the aggregate and the report read architectures' families and algorithms'
 # facts from (for the aggregate, job_sources adds the grid's architecture and algorithm modules).
 REGISTRIES = ("models/__init__.py", "algorithms/__init__.py", "algorithms/base.py")
-AGGREGATE = ("metrics/*.py", *REGISTRIES)
+# (the task metrics: the paired tests recompute a metric that is not a mean per example)
+AGGREGATE = ("metrics/*.py", "evaluation/task_metrics.py", "evaluation/detection_metrics.py",
+             *REGISTRIES)
 REPORT = ("report/**/*", *AGGREGATE)
 
 _DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
@@ -179,3 +188,74 @@ def holes(chains: Iterable[tuple[Sequence[str], Sequence[str]]]) -> list[str]:
         if missing and any(os.path.exists(f) for f in downstream):
             found.update(missing)
     return sorted(found)
+
+
+CHECKPOINT = "checkpoint"  # the kind of a model.pt for `damage` (tables: their schema's name)
+
+
+def damage(path: str | Path, kind: str) -> str | None:
+    """What makes the existing result `path` unreadable, or None when it reads.
+
+    `kind` is a table's schema name (bibench.io.SCHEMAS: its footer must parse and hold that
+    schema) or CHECKPOINT (a complete zip archive as torch.save writes it: every member where
+    the zip directory says and within the file, and a whole data.pkl). Data pages and
+    tensors are not read: a few hundred files take a fraction of a second, without torch."""
+    path = Path(path)
+    return _checkpoint_damage(path) if kind == CHECKPOINT else _table_damage(path, kind)
+
+
+def damaged(files: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(path, problem) of each existing file of `files` ((path, kind) pairs) that is damaged."""
+    found = []
+    for path, kind in files:
+        if os.path.isfile(path) and (problem := damage(path, kind)) is not None:
+            found.append((path, problem))
+    return found
+
+
+def _table_damage(path: Path, table: str) -> str | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from bibench.io import SCHEMAS, _parquet_problem, _schema_difference
+
+    try:
+        found = pq.read_schema(path).remove_metadata()
+    except (pa.ArrowException, OSError) as err:
+        return _parquet_problem(path, err)
+    if not found.equals(SCHEMAS[table]):
+        return (f"its columns are not those of table {table!r} "
+                f"({_schema_difference(found, SCHEMAS[table])})")
+    return None
+
+
+def _checkpoint_damage(path: Path) -> str | None:
+    import pickle
+    import struct
+    import zipfile
+    import zlib
+
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive, path.open("rb") as raw:
+            members = archive.infolist()
+            pickles = [m for m in members if m.filename.rsplit("/", 1)[-1] == "data.pkl"]
+            if len(pickles) != 1:
+                return f"not a checkpoint archive ({size} bytes: no data.pkl in it)"
+            directory = getattr(archive, "start_dir", size)
+            for member in members:
+                raw.seek(member.header_offset)
+                header = raw.read(30)
+                if len(header) < 30 or header[:4] != b"PK\x03\x04":
+                    return (f"not a complete checkpoint archive ({size} bytes: "
+                            f"{member.filename} is overwritten)")
+                name, extra = struct.unpack("<HH", header[26:30])
+                if member.header_offset + 30 + name + extra + member.compress_size > directory:
+                    return (f"not a complete checkpoint archive ({size} bytes: "
+                            f"{member.filename} is cut short)")
+            data = archive.read(pickles[0])  # its CRC checked
+            if data[:1] != pickle.PROTO or data[-1:] != pickle.STOP:
+                return f"not a complete checkpoint archive ({size} bytes: data.pkl is cut short)"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as err:
+        return f"not a complete checkpoint archive ({size} bytes: {err})"
+    return None

@@ -48,6 +48,8 @@ def cmd_algorithms(args: argparse.Namespace) -> int:
         )
         if not d.deployable and args.verbose:
             print(f"{'':<10} not deployable: {d.why_not_deployable}")
+        if d.layer_note and args.verbose:
+            print(f"{'':<10} per layer kind: {d.layer_note}")
     return 0
 
 
@@ -248,13 +250,23 @@ def _add_summary(subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Set in a status process started with the workflow folder's own bibench (cmd_status).
+_STATUS_PACKAGE_ENV = "BIBENCH_STATUS_PACKAGE"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     import json
-
-    from bibench.config import ConfigError, load_config
-    from bibench.status import as_json, as_table, grid_status
+    import os
 
     root = Path(args.directory)
+    package = _workflow_package(root)
+    if package is not None and package != Path(__file__).resolve().parent:
+        if os.environ.get(_STATUS_PACKAGE_ENV) != str(package):
+            return _status_with(package, args)
+    from bibench.config import ConfigError, load_config
+    from bibench.io import RUN_ARGS_ENV
+    from bibench.status import as_json, as_table, grid_status, snakemake_plan
+
     config_path = Path(args.configfile) if args.configfile else root / "config" / "config.yaml"
     if not config_path.is_absolute() and args.configfile:
         config_path = root / config_path
@@ -263,9 +275,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as err:
         print(f"bibench status: {err}", file=sys.stderr)
         return 2
-    statuses = grid_status(config, root)
+    try:
+        plan = snakemake_plan(root, config_path if args.configfile else None)
+    except RuntimeError as err:
+        print(f"bibench status: {err}", file=sys.stderr)
+        return 2
+    # the commands status gives (a file to force) are this grid's: with its --configfile
+    before = os.environ.get(RUN_ARGS_ENV)
+    os.environ[RUN_ARGS_ENV] = json.dumps(
+        ["--cores", "all", *(["--configfile", args.configfile] if args.configfile else [])])
+    try:
+        statuses = grid_status(config, root, plan)
+    finally:
+        if before is None:
+            del os.environ[RUN_ARGS_ENV]
+        else:
+            os.environ[RUN_ARGS_ENV] = before
     print(json.dumps(as_json(statuses), indent=2) if args.json else as_table(statuses))
     return 0
+
+
+def _workflow_package(root: Path) -> Path | None:
+    """The bibench/ beside the Snakefile of the workflow folder `root`: the code its workflow
+    imports (the Snakefile puts its folder first on the path), and so the code whose
+    fingerprints its results must match."""
+    if (root / "Snakefile").is_file() and (root / "bibench" / "__init__.py").is_file():
+        return (root / "bibench").resolve()
+    return None
+
+
+def _status_with(package: Path, args: argparse.Namespace) -> int:
+    """Run `bibench status` with the workflow folder's own bibench package (as its Snakefile
+    does) rather than the installed one: a copied or other checkout fingerprints its code."""
+    import os
+    import subprocess
+
+    argv = ["status", "-d", str(args.directory)]
+    argv += ["--configfile", args.configfile] if args.configfile else []
+    argv += ["--json"] if args.json else []
+    boot = "import sys; sys.path.insert(0, sys.argv.pop(1)); from bibench.cli import main; " \
+           "sys.exit(main())"
+    env = {**os.environ, _STATUS_PACKAGE_ENV: str(package)}
+    return subprocess.run([sys.executable, "-c", boot, str(package.parent), *argv],
+                          env=env).returncode
 
 
 def _add_status(subparsers: argparse._SubParsersAction) -> None:

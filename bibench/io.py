@@ -6,8 +6,14 @@ place, so a crash never leaves a half-written file that looks complete.
 
 from __future__ import annotations
 
+import errno
+import glob
 import os
+import re
+import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,9 +52,13 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("train_accuracy", pa.float64()),
             pa.field("epoch_seconds", pa.float64()),
             pa.field("lr", pa.float64()),
-            pa.field("status", pa.string()),  # "ok" | "diverged"
+            # ok | diverged | failed: <error> | skipped: full-precision model <its status>
+            pa.field("status", pa.string()),
             # yes | no: <kernels without a deterministic implementation> | not checked | not run
             pa.field("deterministic", pa.string()),
+            # last epoch only (NaN elsewhere): eval-mode accuracy on the fixed training sample
+            # after the BatchNorm statistics were estimated (bibench.training.batchnorm)
+            pa.field("eval_train_accuracy", pa.float64()),
         ]
         + PROVENANCE
     ),
@@ -65,6 +75,14 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("chance_value", pa.float64()),
             pa.field("embedded", pa.bool_()),
             pa.field("stands_in_for", pa.string()),
+            # ok | not evaluated: training <failed: ... | diverged | skipped: ...> (value NaN)
+            pa.field("status", pa.string()),
+            # per test example, in test-set order, what the paired tests between algorithms
+            # resample (bibench.metrics.significance): the predicted class (per point, flattened,
+            # for segmentation) or the regression output; null for detection and for cells not
+            # evaluated. The targets are the same for every condition: the clean row has them.
+            pa.field("predictions", pa.list_(pa.float32())),
+            pa.field("targets", pa.list_(pa.float32())),
         ]
         + PROVENANCE
     ),
@@ -74,7 +92,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         CELL_KEY
         + [
             pa.field("form", pa.string()),
-            pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
+            # ok | not deployable: ... | failed: ... | not exported: training ... (the cell's
+            # training did not finish: no form was written)
+            pa.field("status", pa.string()),
             pa.field("opset", pa.int64()),
             pa.field("file_bytes", pa.int64()),  # 0 when no file was written
             # storage as the engine keeps it: the IR's .bin with 1-bit weights for
@@ -98,7 +118,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("device_name", pa.string()),
             pa.field("device_kind", pa.string()),  # local | ssh
             pa.field("engine", pa.string()),  # onnxruntime | openvino_fp32 | openvino_binary
-            pa.field("status", pa.string()),  # ok | not deployable: ... | failed: ...
+            # ok | not deployable: ... | failed: ... | not timed: training ... | contended: ...
+            # (timed while another bibench job timed on the same device: numbers kept, used
+            # nowhere until re-timed)
+            pa.field("status", pa.string()),
             pa.field("cpu_model", pa.string()),
             # what decides a binary kernel's speed: the CPU's AVX2 / AVX-512F / VPOPCNTDQ
             # ('unknown' where the device does not say) and the engine's library version
@@ -122,6 +145,13 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("model_bytes", pa.int64()),
             pa.field("fp32_bytes", pa.int64()),
             pa.field("storage_saving", pa.float64()),  # fp32_bytes / model_bytes
+            # this machine's 1-minute load average when the row's timing began and ended (NaN
+            # for remote devices and rows not timed)
+            pa.field("load_avg_start", pa.float64()),
+            pa.field("load_avg_end", pa.float64()),
+            # another bibench job timed on the same device during the row's timing
+            # (bibench.latency.windows; null: not timed, or the registry could not be used)
+            pa.field("concurrent_timing", pa.bool_()),
         ]
         + PROVENANCE
     ),
@@ -137,6 +167,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("flops", pa.int64()),
             pa.field("fp_flops", pa.int64()),
             pa.field("binary_flops", pa.int64()),
+            # ok | not measured: training ... (one total row, counts null: the model's forward
+            # is not run for a cell whose training did not finish)
+            pa.field("status", pa.string()),
         ]
         + PROVENANCE
     ),
@@ -195,6 +228,40 @@ SCHEMAS["summary"] = pa.schema([
     pa.field("n_seeds", pa.int64()),
 ])
 
+# Per (task, arch) and pair of binarized algorithms: the paired test of their clean metric
+# (results/comparisons.parquet, bibench.metrics.comparisons).
+SCHEMAS["comparisons"] = pa.schema([
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("arch", pa.string(), nullable=False),
+    pa.field("metric", pa.string()),
+    pa.field("algorithm_a", pa.string(), nullable=False),
+    pa.field("algorithm_b", pa.string(), nullable=False),
+    pa.field("mean_a", pa.float64()),  # each algorithm's metric, mean over its seeds
+    pa.field("mean_b", pa.float64()),
+    pa.field("difference", pa.float64()),  # mean_a - mean_b
+    pa.field("ci95_low", pa.float64()),  # paired bootstrap interval of the difference
+    pa.field("ci95_high", pa.float64()),
+    pa.field("p_value", pa.float64()),  # two-sided, from the bootstrap distribution
+    pa.field("better", pa.string()),  # algorithm_a | algorithm_b | tied
+    pa.field("seeds", pa.int64()),  # seeds both algorithms have
+    pa.field("n_examples", pa.int64()),
+    pa.field("replicates", pa.int64()),
+    pa.field("method", pa.string()),
+    pa.field("code_fingerprint", pa.string()),
+])
+
+# Per (task, arch, algorithm) and bootstrap replicate: the clean metric on that replicate's
+# draw of test examples and seeds, shared by every algorithm of the (task, arch), FP32
+# included, so that anything computed from several algorithms is paired (results/bootstrap).
+SCHEMAS["bootstrap"] = pa.schema([
+    pa.field("task", pa.string(), nullable=False),
+    pa.field("arch", pa.string(), nullable=False),
+    pa.field("algorithm", pa.string(), nullable=False),
+    pa.field("replicate", pa.int64(), nullable=False),
+    pa.field("value", pa.float64()),
+    pa.field("code_fingerprint", pa.string()),
+])
+
 # One row per cell and condition: the table users read (results/metrics.parquet).
 SCHEMAS["metrics"] = pa.schema(
     CELL_KEY
@@ -214,6 +281,11 @@ SCHEMAS["metrics"] = pa.schema(
         pa.field("chance_value", pa.float64()),
         pa.field("at_chance", pa.bool_()),
         pa.field("convergence", pa.string()),
+        # the training run's last-epoch accuracy and its model's eval-mode accuracy on the
+        # fixed training sample; eval_gap: the second is more than 10 points below the first
+        pa.field("last_epoch_train_accuracy", pa.float64()),
+        pa.field("eval_train_accuracy", pa.float64()),
+        pa.field("eval_gap", pa.bool_()),
         pa.field("train_status", pa.string()),
         pa.field("train_deterministic", pa.string()),  # the train table's `deterministic`
         pa.field("train_wall_seconds", pa.float64()),
@@ -252,14 +324,46 @@ def write_table(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | Pa
     atomic_write(path, lambda tmp: pq.write_table(arrow, tmp))
 
 
+# The command-line arguments of the Snakemake run a job belongs to (a JSON list), set by the
+# workflow's main process (workflow/rules/common.smk) and inherited by its jobs: the command a
+# damaged file's message gives is that run's own, with its --configfile, profile and targets.
+RUN_ARGS_ENV = "BIBENCH_SNAKEMAKE_ARGS"
+
+
+def recovery_command(paths: Iterable[str | Path]) -> str:
+    """The command that recomputes `paths` and what was computed from them: the run's own
+    (RUN_ARGS_ENV) with `--forcerun PATHS` added; outside a run, `snakemake --cores all
+    --forcerun PATHS`."""
+    import shlex
+
+    forced = ["--forcerun", *map(str, paths)]
+    args = _run_args()
+    if args is None:
+        return shlex.join(["snakemake", "--cores", "all", *forced])
+    cut = args.index("--") if "--" in args else len(args)  # targets after "--" stay targets
+    return shlex.join(["snakemake", *args[:cut], *forced, *args[cut:]])
+
+
+def _run_args() -> list[str] | None:
+    import json
+
+    try:
+        args = json.loads(os.environ[RUN_ARGS_ENV])
+    except (KeyError, ValueError):
+        return None
+    return [str(a) for a in args] if isinstance(args, list) else None
+
+
 class DamagedFileError(ValueError):
     """A result file cannot be used as it is; the message says how to recompute it."""
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path, self.problem = str(path), problem
+        hint = "" if _run_args() is not None else (
+            " (add your run's --configfile and targets, if it had any)")
         super().__init__(
-            f"damaged result {path}: {problem}. Recompute it (and what was computed from it) "
-            f"with: snakemake --cores all --forcerun {path}")
+            f"damaged result {path}: {problem}. Recompute it (and what was computed from it)"
+            f"{hint} with: {recovery_command([path])}")
 
 
 def read_table(path: str | Path, table: str) -> pd.DataFrame:
@@ -302,18 +406,149 @@ def _schema_difference(found: pa.Schema, expected: pa.Schema) -> str:
 
 
 def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) then rename tmp_path onto path; remove tmp_path on failure."""
+    """Call write(tmp_path) then rename tmp_path onto path; remove tmp_path on failure.
+
+    The temporary file is `.NAME.PID@HOST.RANDOM.tmp` beside `path` (write may put siblings
+    beside it that differ in the last suffix, e.g. `.xml`/`.bin`). Before writing, the temporary
+    files that writers of the same destination left when they were killed (same host, process
+    gone) are removed; a live writer's are never touched. A write that fails because the
+    filesystem is full raises DiskFullError, which names the file and says so.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    for stale in stale_temporaries(path):
+        stale.unlink(missing_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.",
+                                   suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _FULL_ERRNOS:
+            raise DiskFullError(path, err.errno, _free(path.parent), err) from err
+        raise
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        full = isinstance(err, Exception) and _disk_full(path.parent, err)
+        base = tmp.removesuffix(".tmp")
+        for leftover in [Path(tmp), *Path(tmp).parent.glob(f"{glob.escape(Path(base).name)}.*")]:
+            leftover.unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(path, full[0], full[1], err) from err
         raise
+
+
+class DiskFullError(OSError):
+    """A result could not be written because its filesystem is full (or the quota is spent).
+
+    Raised by atomic_write in place of what the writer raised (an OSError with ENOSPC, or what
+    a library makes of it: torch.save says `basic_ios::clear: iostream error` or `unexpected
+    pos`); the previous version of the file, if any, is unchanged.
+    """
+
+    def __init__(self, path: str | Path, code: int, free: int | None, cause: BaseException
+                 ) -> None:
+        self.path = str(path)
+        what = "disk quota exceeded" if code == errno.EDQUOT else "no space left on device"
+        room = "free space unknown" if free is None else f"{_bytes(free)} free there"
+        said = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        self.message = (f"{what} writing {path} ({room}; the writer said: {said}). Free some "
+                        "space on that filesystem (or write the results elsewhere) and rerun; "
+                        "the file's previous version, if any, is unchanged")
+        super().__init__(code, self.message, self.path)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# Below this many free bytes a failed write is taken for a full disk (what is left after a
+# write that ran out of space is less than a block or two).
+FULL_BELOW = 1 << 20
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(folder: Path, err: BaseException) -> tuple[int, int | None] | None:
+    """(errno, free bytes) when `err` came of a full filesystem at `folder`, else None: its
+    errno (or a chained one's) says so, or the filesystem has (almost) no free space left."""
+    cause: BaseException | None = err
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS:
+            return cause.errno, _free(folder)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    free = _free(folder)
+    return (errno.ENOSPC, free) if free is not None and free < FULL_BELOW else None
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def _writer_tag() -> str:
+    """The host (and PID namespace, where there is one) a process id is meaningful on."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:63] or "host"
+    try:
+        return f"{host}-{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return host
+
+
+_HOST = _writer_tag()
+# Temporary files older than this with no writer in their name (written before the names
+# carried one) are taken for orphans.
+LEGACY_TEMP_AGE_S = 24 * 3600
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """The temporary files of atomic_write for `path` whose writer is gone: written on this
+    host by a process that no longer runs (killed mid-write), or nameless and older than a day.
+    Those of live writers, and of other hosts (a shared filesystem), are never listed."""
+    path = Path(path)
+    ours = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@([A-Za-z0-9.-]+)\.[a-z0-9_]+\.\w+")
+    legacy = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    stale = []
+    try:
+        entries = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return []
+    for entry in entries:
+        mine = ours.fullmatch(entry.name)
+        if mine:
+            if mine.group(2) == _HOST and not _alive(int(mine.group(1))):
+                stale.append(entry)
+        elif legacy.fullmatch(entry.name):
+            try:
+                if time.time() - entry.stat().st_mtime > LEGACY_TEMP_AGE_S:
+                    stale.append(entry)
+            except OSError:
+                pass
+    return sorted(stale)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is another user's, or cannot be asked: leave its files alone
+        return True
+    return True
 
 
 def _umask() -> int:

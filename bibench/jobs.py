@@ -162,7 +162,7 @@ def _untrained(status: str) -> list[dict[str, Any]]:
     """The single record of a cell whose training did not run to the end."""
     return [{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
              "epoch_seconds": 0.0, "lr": float("nan"), "status": status[:500],
-             "deterministic": "not run"}]
+             "deterministic": "not run", "eval_train_accuracy": float("nan")}]
 
 
 def _train_or_fail(net, data: TaskData, settings: dict[str, Any], seed: int, dev
@@ -249,17 +249,20 @@ def finetune(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
                threads=threads, model=model, table=table, pretrained=pretrained, code=code)
 
 
-def _conditions(data: TaskData, corruptions: dict[str, Any]):
+def _conditions(data: TaskData, corruptions: dict[str, Any], generate: bool = True):
     """(condition, severity, x, y) of the clean test set and each corruption x severity.
 
-    Corruptions are generated from the test set, or read from the official CIFAR-10-C files
-    when `corruptions["files"]` names their folder. The generators' module (scipy) is
+    Corruptions are generated from the test set (without `generate`, for a model that is not
+    run, x is the clean test set: same size and labels), or read from the official CIFAR-10-C
+    files when `corruptions["files"]` names their folder. The generators' module (scipy) is
     imported only by a task that has corruptions.
     """
     yield "clean", 0, data.x_test, data.y_test
     for name, severities in sorted(corruptions["corruptions"].items()):
         for severity in severities:
-            if corruptions["files"] is None:
+            if corruptions["files"] is None and not generate:
+                yield name, severity, data.x_test, data.y_test
+            elif corruptions["files"] is None:
                 from bibench.evaluation.corruptions import corrupt
 
                 yield name, severity, corrupt(data.x_test, name, severity), data.y_test
@@ -314,6 +317,10 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     One job, not two: on the default grid's small models, starting a process and loading the
     data and the model cost more than either part (issue 18). With `device: cuda` evaluation
     runs on the job's GPU when it has one and on the CPU otherwise; export always on the CPU.
+
+    A cell whose training did not finish (failed, diverged, or skipped because its FP32 start
+    did not train) is not run at all: every table gets rows that say why, and the export's
+    files are notes that say so (`_not_measured`), so the rest of the grid goes on.
     """
     import torch
 
@@ -329,8 +336,15 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                       dataset=dataset, corruptions=corruptions, threads=threads,
                       table=eval_table, code=code, device=device, determinism=determinism)
+    reason = not_trained(meta)
+    if reason is not None:
+        _not_measured(reason, task=task, arch=arch, algorithm=algorithm, seed=seed,
+                      dataset=dataset, export_settings=export_settings, threads=threads,
+                      onnx=onnx, qonnx=qonnx, openvino=openvino, export_table=export_table,
+                      complexity=complexity, code=code)
+        return
     if export_settings is not None:
-        _export(net.cpu(), meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
+        _export(net.cpu(), data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                 dataset=dataset, settings=export_settings, threads=threads, onnx=onnx,
                 qonnx=qonnx, openvino=openvino, table=export_table, code=code, clean=clean)
     if complexity is not None:
@@ -340,20 +354,70 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
                     table=complexity, code=code)
 
 
+def not_trained(meta: dict[str, Any]) -> str | None:
+    """Why a cell's model is not measured (None: its training ran to the end): `training
+    failed: <error>`, `training diverged` or `training skipped: full-precision model ...`, from
+    the status its checkpoint records."""
+    status = meta.get("train_status", "ok")
+    return None if status == "ok" else f"training {status}"
+
+
+# The status prefix of every export row of a cell that was not exported (not_trained).
+NOT_EXPORTED = "not exported: "
+
+
+def _not_measured(reason: str, *, task: str, arch: str, algorithm: str, seed: int,
+                  dataset: dict[str, Any], export_settings: dict[str, Any] | None,
+                  threads: int, onnx: str | None, qonnx: str | None, openvino: str | None,
+                  export_table: str | None, complexity: str | None, code: str) -> None:
+    """The export and complexity outputs of a cell whose training did not finish: its model is
+    never run (a plugin whose forward raises would stop the job, a diverged one computes
+    nothing), so each table has rows that say why and each export file is a note saying so
+    (the latency job reads the rows and times nothing)."""
+    from bibench.io import atomic_write
+
+    note = f"{NOT_EXPORTED}{reason}\n"
+    cell = _cell(task, arch, algorithm, seed)
+    if export_settings is not None:
+        for path in (onnx, qonnx):
+            atomic_write(path, lambda tmp: Path(tmp).write_text(note))
+        Path(openvino).mkdir(parents=True, exist_ok=True)
+        atomic_write(Path(openvino) / "NOT_EXPORTED.txt", lambda tmp: Path(tmp).write_text(note))
+        prov = provenance({"dataset": dataset, "settings": export_settings}, "cpu", threads,
+                          code=code)
+        forms = ["onnx", "qonnx"] + ([] if algorithm == FP32 else ["openvino_binary"])
+        write_table([{**cell, "form": form, "status": (NOT_EXPORTED + reason)[:500],
+                      "opset": export_settings["opset"], "file_bytes": 0, "packed_bytes": 0,
+                      "checker_passed": False, "argmax_agreement": float("nan"),
+                      "within_logit_tolerance": float("nan"),
+                      "max_abs_logit_diff": float("nan"), "n_samples": 0,
+                      "n_binarized_layers": 0, "n_binary_conv": 0, **prov} for form in forms],
+                    export_table, "export")
+    if complexity is not None:
+        write_table([{**cell, "layer": "", "layer_type": "total", "binary": False,
+                      "params": None, "fp_params": None, "binary_params": None, "flops": None,
+                      "fp_flops": None, "binary_flops": None,
+                      "status": f"not measured: {reason}"[:500],
+                      **provenance({"dataset": dataset}, "cpu", 1, code=code)}],
+                    complexity, "complexity")
+    log.warning("%s: not exported and complexity not measured", reason)
+
+
 def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
               algorithm: str, seed: int, dataset: dict[str, Any], corruptions: dict[str, Any],
               threads: int, table: str, code: str, device: str, determinism: str
               ) -> CleanResult:
     """Task metric on the clean test set and on each corruption x severity; returns what the
     export needs of the clean test set."""
-    from bibench.evaluation.predict import METRICS, predict
+    from bibench.evaluation.predict import METRICS, per_example, predict
     from bibench.metrics.quality import chance_level
     from bibench.training.device import prepare_device
 
     dev = prepare_device("auto" if device == "cuda" else device, determinism)
-    trained = meta.get("train_status", "ok") == "ok"
+    reason = not_trained(meta)
+    trained = reason is None
     if not trained:
-        log.warning("training status %r: metrics are recorded as NaN", meta["train_status"])
+        log.warning("%s: not evaluated, metrics are recorded as NaN", reason)
     metric = METRICS[data.metric]
     prov = provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads,
                       code=code)
@@ -361,7 +425,7 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
     clean = CleanResult(None, float("nan"), float("nan"))
     # once: a detector's (random boxes through its mAP) takes seconds on a real test set
     test_chance = chance_level(data.y_test.numpy(), data.metric)
-    for condition, severity, x, y in _conditions(data, corruptions):
+    for condition, severity, x, y in _conditions(data, corruptions, generate=trained):
         output = predict(net, x, device=dev) if trained else None
         value = metric(output, y) if trained else float("nan")
         chance = test_chance if y is data.y_test else chance_level(y.numpy(), data.metric)
@@ -371,7 +435,11 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
         rows.append({**_cell(task, arch, algorithm, seed), "condition": condition,
                      "severity": severity, "metric": data.metric, "value": value,
                      "n_samples": len(x), "chance_value": chance, "embedded": data.embedded,
-                     "stands_in_for": data.stands_in_for, **prov})
+                     "stands_in_for": data.stands_in_for,
+                     "status": "ok" if trained else f"not evaluated: {reason}"[:500],
+                     "predictions": per_example(output, data.task_type) if trained else None,
+                     "targets": (per_example(y, data.task_type, targets=True)
+                                 if condition == "clean" else None), **prov})
     write_table(rows, table, "eval")
     return clean
 
@@ -403,8 +471,8 @@ def _at_chance(clean: CleanResult, metric: str) -> bool:
     Such a model is untrained in effect: its outputs sit within float-rounding noise of each
     other, and a sign that flips on a value at the threshold (summation order differs between
     engines) changes its answer, so parity with PyTorch says nothing about the export. Its
-    parity numbers are recorded but not enforced, as for a diverged model (issue #6: compare
-    trained models).
+    parity numbers are recorded but not enforced (issue #6: compare trained models; a cell
+    whose training did not finish is not exported at all).
     """
     from bibench.metrics.quality import at_chance
 
@@ -496,10 +564,9 @@ def _openvino_form(net, x, ref, openvino: str, algorithm: str, settings: dict[st
     return row
 
 
-def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
-            algorithm: str, seed: int, dataset: dict[str, Any], settings: dict[str, Any],
-            threads: int, onnx: str, qonnx: str, openvino: str, table: str, code: str,
-            clean: CleanResult) -> None:
+def _export(net, data: TaskData, *, task: str, arch: str, algorithm: str, seed: int,
+            dataset: dict[str, Any], settings: dict[str, Any], threads: int, onnx: str,
+            qonnx: str, openvino: str, table: str, code: str, clean: CleanResult) -> None:
     """Every deployment form of the cell, each checked against PyTorch on the test set. The
     evaluation's clean outputs are the reference where they were computed on the CPU.
 
@@ -509,9 +576,6 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
     from bibench.evaluation.predict import predict
     from bibench.export.detection import main_graph
 
-    enforce = meta.get("train_status", "ok") == "ok"
-    if not enforce:  # parity of a diverged model means nothing; the rows keep the numbers
-        log.warning("training status %r: parity not enforced", meta["train_status"])
     x = data.x_test[: settings["max_samples"]]
     detector = data.task_type == "detection"
     # a detector's forms hold the graph that takes the images (docs/detection.md); its QONNX
@@ -523,7 +587,7 @@ def _export(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
         ref = clean.outputs[: len(x)].numpy()
     else:
         ref = predict(net, x).numpy()
-    enforce = enforce and not _at_chance(clean, data.metric)
+    enforce = not _at_chance(clean, data.metric)
     prov = provenance({"dataset": dataset, "settings": settings}, "cpu", threads, code=code)
     base = {**_cell(task, arch, algorithm, seed), "opset": settings["opset"],
             "checker_passed": True, "n_binarized_layers": 0, "n_binary_conv": 0, **prov}
@@ -578,6 +642,7 @@ def _complexity(net, example, *, task: str, arch: str, algorithm: str, seed: int
     rows = [{**cell, **c.__dict__, **prov} for c in costs]
     rows.append({**cell, "layer": "", "layer_type": "total", "binary": False,
                  **total.as_dict(), **prov})
+    rows = [{**r, "status": "ok"} for r in rows]
     log.info("complexity %s/%s/%s: %s", task, arch, algorithm, total)
     write_table(rows, table, "complexity")
 
@@ -586,16 +651,24 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
             threads: int, onnx: str, openvino: str, export_table: str, fp32_onnx: str,
             table: str, code: str) -> None:
     """Time the cell and the FP32 model of its architecture in the same job, on every
-    configured device x engine x thread count (same-run speedups)."""
+    configured device x engine x thread count (same-run speedups). A cell that was not exported
+    (its training did not finish) is not timed: its rows say why."""
     from bibench.io import read_table
-    from bibench.latency.devices import measure_cell
+    from bibench.latency.devices import measure_cell, untimed_rows
 
     exports = read_table(export_table, "export").set_index("form")
-    with tempfile.TemporaryDirectory(prefix="bibench-reference-") as workdir:
-        rows = measure_cell(
-            algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
-            exports=exports, settings=settings, max_threads=threads, arch=arch,
-            workdir=workdir)
+    untrained = exports["status"].str.startswith(NOT_EXPORTED)
+    if len(exports) and untrained.all():
+        reason = str(exports["status"].iloc[0])[len(NOT_EXPORTED):]
+        log.warning("%s: not timed", reason)
+        rows = untimed_rows(algorithm=algorithm, settings=settings, max_threads=threads,
+                            status=f"not timed: {reason}"[:500])
+    else:
+        with tempfile.TemporaryDirectory(prefix="bibench-reference-") as workdir:
+            rows = measure_cell(
+                algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
+                exports=exports, settings=settings, max_threads=threads, arch=arch,
+                workdir=workdir, label=f"{task}/{arch}/{algorithm}/seed{seed}")
     prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1, code=code).items()
             if k not in ("threads", "precision", "device", "device_model")}
     out = [{**_cell(task, arch, algorithm, seed), **r, "device_model": r["cpu_model"], **prov}
@@ -604,27 +677,45 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
         log.info("%s %s %d threads: %s; %.3f ms vs fp32 %.3f ms (x%.2f)", r["device_name"],
                  r["engine"], r["threads"], r["status"], r["median_ms"], r["fp32_median_ms"],
                  r["speedup_vs_fp32"])
+    contended = sum(str(r["status"]).startswith("contended") for r in out)
+    if contended:
+        log.warning("%d row(s) timed while another bibench job timed on the same device: kept "
+                    "out of the results until re-timed with: snakemake --cores all --forcerun "
+                    "%s", contended, table)
     write_table(out, table, "latency")
 
 
 def aggregate(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
               eval_tables: list[str], export_tables: list[str], latency_tables: list[str],
               complexity_tables: list[str], sensitivity_tables: list[str], metrics: str,
-              tracks: str, hardware: str, summary: str, code: str) -> None:
+              tracks: str, hardware: str, summary: str, comparisons: str, bootstrap: str,
+              code: str) -> None:
     """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
     its mean over seeds with 95% intervals into results/summary.parquet, every latency
-    measurement into results/latency.parquet, and compute the tracks' metrics into
-    results/tracks.parquet."""
+    measurement into results/latency.parquet, the paired tests between algorithms into
+    results/comparisons.parquet (their replicates: results/bootstrap.parquet), and compute the
+    tracks' metrics into results/tracks.parquet."""
     from bibench.cache import combine
-    from bibench.metrics.aggregate import build_metrics, latency_table, sensitivity_table
+    from bibench.metrics.aggregate import (
+        build_metrics,
+        eval_rows,
+        latency_table,
+        sensitivity_table,
+    )
+    from bibench.metrics.comparisons import compare_algorithms
     from bibench.metrics.seeds import seed_summary
     from bibench.metrics.tracks import compute_tracks_over_seeds
 
     start = time.perf_counter()
     lat = latency_table(latency_tables)
+    evals = eval_rows(eval_tables)
     frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
-                          eval_tables=eval_tables, export_tables=export_tables, latency=lat,
+                          evals=evals, export_tables=export_tables, latency=lat,
                           complexity_tables=complexity_tables, code=code)
+    pairs, replicates = compare_algorithms(evals)
+    fingerprint = combine([*evals["code_fingerprint"], code])
+    write_table(pairs.assign(code_fingerprint=fingerprint), comparisons, "comparisons")
+    write_table(replicates.assign(code_fingerprint=fingerprint), bootstrap, "bootstrap")
     sensitivity = sensitivity_table(sensitivity_tables)
     write_table(frame, metrics, "metrics")
     write_table(seed_summary(frame), summary, "summary")
@@ -652,12 +743,70 @@ def download_dataset(*, name: str, manifest: str) -> None:
     atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
-def report(*, metrics: str, tracks: str, hardware: str, summary: str,
-           sensitivity_tables: list[str], train_tables: list[str], html: str) -> None:
-    """Render results/report.html from the metrics, seed summary, tracks, latency, sensitivity
-    and training tables."""
+def report(*, metrics: str, tracks: str, hardware: str, summary: str, comparisons: str,
+           bootstrap: str, sensitivity_tables: list[str], train_tables: list[str], html: str
+           ) -> None:
+    """Render results/report.html from the metrics, seed summary, tracks, latency, paired
+    comparisons, sensitivity and training tables.
+
+    A failed report keeps the last good one beside a note (report_notes): Snakemake deletes
+    the outputs of a failed job, so each success links the new report to report.last-good.html
+    too, and the note report.FAILED.txt, written when the job starts (a job killed before it
+    ends leaves it as well) and rewritten with the error if it fails, says what failed and where
+    the last good report is; a success removes it."""
     from bibench.metrics.aggregate import sensitivity_table, training_curves
     from bibench.report import render_report
 
-    render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html,
-                  summary_path=summary, train=training_curves(train_tables))
+    note, last_good = report_notes(html)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    _report_note(note, last_good, html,
+                 f"the report job started {started} has not finished (it failed or was killed)")
+    try:
+        render_report(metrics, tracks, hardware, sensitivity_table(sensitivity_tables), html,
+                      summary_path=summary, train=training_curves(train_tables),
+                      comparisons_path=comparisons, bootstrap_path=bootstrap)
+    except BaseException as err:
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        _report_note(note, last_good, html, f"the report job started {started} failed: "
+                                            f"{type(err).__name__}{': ' if problem else ''}"
+                                            f"{problem}")
+        raise
+    _link_or_copy(html, last_good)
+    note.unlink(missing_ok=True)
+
+
+def report_notes(html: str | Path) -> tuple[Path, Path]:
+    """The note a report job that did not finish leaves beside `html` and the last good report
+    it keeps (results/report.FAILED.txt, results/report.last-good.html): files that Snakemake
+    does not delete when the job fails."""
+    html = Path(html)
+    return html.with_name(f"{html.stem}.FAILED.txt"), html.with_name(f"{html.stem}.last-good.html")
+
+
+def _report_note(note: Path, last_good: Path, html: str | Path, what: str) -> None:
+    from bibench.io import atomic_write
+
+    if last_good.exists():
+        made = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_good.stat().st_mtime))
+        kept = f"The last good report, made {made}, is {last_good}."
+    else:
+        kept = "There is no earlier report."
+    text = (f"REPORT NOT UPDATED: {what}.\n"
+            f"{html} is not there: Snakemake deletes the outputs of a failed job. {kept}\n"
+            f"The job's log (logs/report.log) says why; the next snakemake run makes the "
+            f"report again, and removes this note when it succeeds.\n")
+    atomic_write(note, lambda tmp: Path(tmp).write_text(text))
+
+
+def _link_or_copy(source: str | Path, target: Path) -> None:
+    """`target` becomes `source`'s content: a hard link (no space used) or else a copy."""
+    import os
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)

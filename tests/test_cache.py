@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -165,7 +166,8 @@ def _status(wf: Workflow, *args: str) -> list[dict]:
 
 def test_status_says_why_each_cell_is_stale(finished):
     status = _status(finished)
-    assert len(status) == 2 * 2 * _SEEDS + 4  # cells (2 tasks x fp32, bnn x seeds), sensitivity
+    # cells (2 tasks x fp32, bnn x seeds), sensitivity runs, the aggregate and the report
+    assert len(status) == 2 * 2 * _SEEDS + 4 + 2
     # nothing stale: every cell is up to date (the tiny grid's cells may also be at chance)
     assert {s["state"] for s in status.values()} <= {"up to date", "at chance"}, status
 
@@ -175,7 +177,9 @@ def test_status_says_why_each_cell_is_stale(finished):
     finally:
         os.rename(hidden, path)
     assert status["mnist/resnet20/bnn/seed0"]["state"] == "stale"
-    assert status["mnist/resnet20/bnn/seed0"]["why"] == [f"missing file {BNN}eval.parquet"]
+    assert status["mnist/resnet20/bnn/seed0"]["why"] == [
+        f"missing file {BNN}eval.parquet",
+        "input recomputed first (latency: export.parquet, model.onnx)"]  # as snakemake -n
     assert status["mnist/resnet20/fp32/seed0"]["state"] in ("up to date", "at chance")
 
     source = finished.root / "bibench" / "binarize.py"
@@ -187,7 +191,7 @@ def test_status_says_why_each_cell_is_stale(finished):
         source.write_text(text)
         os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
     stale = {name for name, s in status.items() if s["state"] == "stale"}
-    assert stale == {name for name in status if "/bnn/" in name}
+    assert stale == {name for name in status if "/bnn/" in name} | {"aggregate", "report"}
     assert "code changed (binarize_finetune)" in status["digits/resnet20/bnn/seed0"]["why"]
 
     config = yaml.safe_load((finished.root / "tiny.yaml").read_text())
@@ -210,42 +214,71 @@ def _damage(path: Path, how: str) -> None:
     path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"not a result\n" * 10)
 
 
-def test_a_damaged_table_stops_the_job_with_one_message_and_the_command_that_fixes_it(
-        tiny_run, tmp_path):
+def test_damaged_results_are_all_found_before_any_job_and_recomputed(tiny_run, tmp_path):
+    # three damaged files: one run finds them all before any job (not three failed runs)
+    # and recomputes them and what was computed from them, to the same numbers
     wf = Workflow.clone(tiny_run, tmp_path / "wf")
+    model = "results/cells/digits/resnet20/bnn/seed1/model.pt"
+    damaged = {BNN + "eval.parquet": "truncated Parquet file",
+               model: "not a complete checkpoint archive",
+               "results/metrics.parquet": "not a Parquet file (0 bytes"}
+    _damage(wf.root / (BNN + "eval.parquet"), "truncated")
+    _damage(wf.root / model, "garbage")
+    (wf.root / "results/metrics.parquet").write_bytes(b"")
+    assert wf.planned_jobs() == _jobs(binarize_finetune=1, evaluate=2, latency=2)
+    proc = wf.snakemake("-n")  # a dry run too says what it found
+    out = proc.stdout + proc.stderr
+    assert out.count("bibench: recomputing 3 damaged result(s)") == 1, out
+    for rel, problem in damaged.items():
+        assert f"  {rel}: {problem}" in out, out
+    proc = wf.snakemake("results/report.html")
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert wf.planned_jobs() == {}
     rel = BNN + "eval.parquet"
-    before = {p: (wf.root / p).stat().st_mtime_ns for p in ("results/report.html",)}
-    _damage(wf.root / rel, "truncated")
+    pd.testing.assert_frame_equal(pd.read_parquet(wf.root / rel),
+                                  pd.read_parquet(tiny_run.root / rel))
+    metrics = pd.read_parquet(wf.root / "results/metrics.parquet")
+    assert len(metrics) == len(pd.read_parquet(tiny_run.root / "results/metrics.parquet"))
+
+
+def test_a_failed_report_keeps_the_last_good_one_and_says_how_to_recompute(tiny_run, tmp_path):
+    # the report job stops on a damaged input: the message's command is this run's own (its
+    # --configfile and target), the last good report stays beside a note that says so
+    wf = Workflow.clone(tiny_run, tmp_path / "wf")
+    results = wf.root / "results"
+    good = (results / "report.html").read_bytes()
+    assert (results / "report.last-good.html").read_bytes() == good
+    module = wf.root / "bibench" / "report" / "__init__.py"
+    source = module.read_text()
+    module.write_text(source + "\n\ndef render_report(*args, **kwargs):\n"
+                      "    from bibench.io import DamagedFileError\n\n"
+                      "    raise DamagedFileError('results/metrics.parquet', 'injected')\n")
     proc = wf.snakemake("results/report.html", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    message = f"damaged result {rel}: truncated Parquet file"
-    assert out.count(message) == 1, out
-    assert "ArrowInvalid" not in out and "Traceback" not in out
-    assert (wf.root / "results/report.html").stat().st_mtime_ns == before["results/report.html"]
-    assert not (wf.root / "results/metrics.parquet").exists()  # nothing written from it
-    log = (wf.root / "logs/aggregate.log").read_text()
-    assert log.count(message) == 1 and "Traceback" not in log
-
-    command = out[out.index("with: snakemake") + len("with: "):].splitlines()[0]
-    assert command == f"snakemake --cores all --forcerun {rel}"
-    wf.snakemake("--forcerun", rel, "--configfile", "tiny.yaml", config=None)
-    fixed = pd.read_parquet(wf.root / rel)
-    original = pd.read_parquet(tiny_run.root / rel)
-    pd.testing.assert_frame_equal(fixed, original)
-
-
-def test_a_damaged_checkpoint_stops_its_readers_with_one_message(tiny_run, tmp_path):
-    wf = Workflow.clone(tiny_run, tmp_path / "wf")
-    rel = BNN + "model.pt"
-    _damage(wf.root / rel, "garbage")
-    proc = wf.snakemake(BNN + "eval.parquet", check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    message = f"damaged result {rel}: not a readable checkpoint"
-    assert out.count(message) == 1, out
     assert "Traceback" not in out
-    assert not (wf.root / BNN / "eval.parquet").exists()
+    assert not (results / "report.html").exists()  # Snakemake deletes a failed job's output
+    assert (results / "report.last-good.html").read_bytes() == good
+    note = (results / "report.FAILED.txt").read_text()
+    assert note.startswith("REPORT NOT UPDATED: the report job started ")
+    assert "failed: DamagedFileError: damaged result results/metrics.parquet: injected" in note
+    assert "results/report.last-good.html" in note
+
+    line = next(x for x in out.splitlines() if "damaged result results/metrics.parquet" in x)
+    command = shlex.split(line[line.index("with: snakemake") + len("with: "):])
+    assert command == ["snakemake", "--cores", "2", "results/report.html", "--configfile",
+                       "tiny.yaml", "--forcerun", "results/metrics.parquet"]
+    module.write_text(source)
+    assert wf.planned_jobs(*command[1:], config=None) == {"aggregate": 1, "report": 1}
+    status = _status(wf)
+    assert status["report"]["state"] == "stale"
+    assert any(w.startswith("the last report job failed") for w in status["report"]["why"])
+
+    wf.snakemake(*command[1:], config=None)
+    assert not (results / "report.FAILED.txt").exists()
+    assert (results / "report.html").read_bytes() == (
+        results / "report.last-good.html").read_bytes()
+    assert _status(wf)["report"]["state"] == "up to date"
 
 
 # --------------------------------------------------------------------------- kill -9
@@ -254,7 +287,7 @@ def test_a_damaged_checkpoint_stops_its_readers_with_one_message(tiny_run, tmp_p
 TIMING = {"epoch_seconds", "train_seconds", "train_wall_seconds", "train_seconds_per_epoch",
           "median_ms", "p10_ms", "p90_ms", "fp32_median_ms", "fp32_p10_ms", "fp32_p90_ms",
           "speedup_vs_fp32", "latency_median_ms", "latency_speedup_vs_fp32",
-          "reference_median_ms", "reference_speedup_vs_fp32"}
+          "reference_median_ms", "reference_speedup_vs_fp32", "load_avg_start", "load_avg_end"}
 
 
 def _tables(root: Path) -> dict[str, pd.DataFrame]:

@@ -76,18 +76,24 @@ def test_the_workflow_modules_import_no_torch():
 
 
 def test_status_outcomes_of_up_to_date_cells(tmp_path):
-    from bibench.status import _at_chance_cells, _outcome
+    from bibench.status import _marked_cells, _outcome
 
     def train(status):
         return {"train": pd.DataFrame({"status": ["ok", status]})}
 
     assert _outcome(train("ok")) == ("up to date", [])
     assert _outcome(train("diverged"))[0] == "diverged"
-    assert _outcome(train("failed: RuntimeError: x")) == ("failed", ["failed: RuntimeError: x"])
+    assert _outcome(train("failed: RuntimeError: x")) == ("failed", ["training: RuntimeError: x"])
     export = pd.DataFrame({"form": ["onnx", "qonnx"], "status": ["ok", "failed: disagrees"]})
     assert _outcome({**train("ok"), "export": export}) == ("failed", ["qonnx: failed: disagrees"])
     (tmp_path / "results").mkdir()
-    pd.DataFrame({"task": ["t", "t"], "arch": ["a", "a"], "algorithm": ["bnn", "bnn"],
-                  "seed": [0, 0], "condition": ["clean", "noise"], "at_chance": [True, False]}
+    pd.DataFrame({"task": ["t", "t", "t"], "arch": ["a", "a", "a"],
+                  "algorithm": ["bnn", "bnn", "fda"], "seed": [0, 0, 0],
+                  "condition": ["clean", "noise", "clean"], "at_chance": [True, False, False],
+                  "eval_gap": [False, False, True], "eval_train_accuracy": [0.9, 0.9, 0.5],
+                  "last_epoch_train_accuracy": [0.9, 0.9, 0.85]}
                  ).to_parquet(tmp_path / "results" / "metrics.parquet")
-    assert _at_chance_cells(tmp_path) == {"t/a/bnn/seed0"}
+    marks = _marked_cells(tmp_path)
+    assert marks["t/a/bnn/seed0"] == [("at chance", "clean metric at chance (metrics.parquet)")]
+    assert marks["t/a/fda/seed0"][0][0] == "eval gap"
+    assert "50.0% against 85.0% in its last epoch" in marks["t/a/fda/seed0"][0][1]

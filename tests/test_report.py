@@ -11,7 +11,7 @@ from test_metrics_seeds import _two_seeds
 from bibench.metrics.seeds import seed_summary
 from bibench.metrics.tracks import compute_tracks_over_seeds
 from bibench.report.cells import cell_marks, task_tables
-from bibench.report.common import Stat, stats_index
+from bibench.report.common import stats_index
 from bibench.report.overview import deployment_findings, findings, largest_drops, separations
 
 
@@ -39,19 +39,23 @@ def test_largest_drop_is_the_lowest_share_of_fp32():
     assert "under gaussian_noise at severity 2" in corrupted
 
 
-def test_separations_count_only_non_overlapping_intervals():
-    stats = {("t", "a", "fp32", "clean", 0, "value"): Stat(0.9, 0.88, 0.92, 2),
-             ("t", "a", "bnn", "clean", 0, "value"): Stat(0.5, 0.4, 0.6, 2),
-             ("t", "a", "fda", "clean", 0, "value"): Stat(0.55, 0.45, 0.65, 2)}
-    tracks = pd.DataFrame(columns=["algorithm", "track", "metric", "value", "status",
-                                   "seed_mean", "ci95_low", "ci95_high", "n_seeds"])
-    lines = separations(stats, tracks)
-    assert lines[0] == ("With 2 seeds, 2 of 3 algorithm differences are larger than their 95% "
-                        "intervals:")
-    assert lines[1:] == ["t/a: fp32 90.00 ± 2.00 > bnn 50.00 ± 10.00",
-                         "t/a: fp32 90.00 ± 2.00 > fda 55.00 ± 10.00"]
-    one = {k: Stat(s.mean) for k, s in stats.items()}
-    assert separations(one, tracks)[0].startswith("One seed: no confidence interval")
+def test_separations_name_only_significant_differences():
+    from bibench.metrics.comparisons import COMPARISON_COLUMNS
+
+    def row(a, b, diff, low, high, better, seeds=1):
+        return dict(zip(COMPARISON_COLUMNS, [
+            "t", "a", "accuracy", a, b, 0.5, 0.5, diff, low, high, 0.01, better, seeds, 500,
+            2000, "paired bootstrap over test examples (one seed)"], strict=True))
+
+    pairs = pd.DataFrame([row("bnn", "fda", -0.05, -0.08, -0.02, "fda"),
+                          row("bnn", "xnor", 0.01, -0.02, 0.04, "tied")])
+    lines = separations(pairs)
+    assert lines[0].startswith("Paired tests of the clean metric (paired bootstrap over test "
+                               "examples (one seed)): 1 of 2 differences")
+    assert "One seed: a second seed may still reverse" in lines[0]
+    assert lines[1:] == ["t/a: fda > bnn by 5.00 points [2.00, 8.00]"]
+    assert separations(pairs.iloc[1:].assign(seeds=3))[0].endswith("the others are tied.")
+    assert separations(None)[0].startswith("No paired test")
 
 
 def _metrics_for_tables() -> pd.DataFrame:
@@ -93,7 +97,93 @@ def test_findings_come_from_the_tables():
     tracks = compute_tracks_over_seeds(metrics)
     latency = pd.DataFrame([_latency("bnn", "ok")])
     lines = findings(tracks, latency, stats_index(seed_summary(metrics)), metrics)
-    assert any(line.startswith("Learning task (%) (OM_task): best is ") for line in lines)
-    assert any("the paper's best: reactnet 81.81" in line for line in lines)
+    # fda diverged on img: its OM_task covers 1 of the 2 cells, bnn's both. fda's higher
+    # value compares unlike with like: it is never best, and bnn alone is not ranked
+    task = next(line for line in lines if line.startswith("Learning task (%) (OM_task)"))
+    assert "best is" not in task and "not ranked" in task
+    assert "fda: 1 of 2 (task, arch) left out: fewer cells than the others" in task
+    assert "the paper's best: reactnet 81.81" in task
     assert lines[-1].startswith("2 cell(s) failed or diverged in training: "
                                 "img/resnet20/fda/seed0 (diverged)")
+
+
+def _timed(algorithm: str, engine: str, threads: int, status: str, device: str = "here") -> dict:
+    timed = status == "ok" or status.startswith("contended")
+    return {**_latency(algorithm, status, engine), "device_name": device, "threads": threads,
+            "median_ms": 1.0 if timed else math.nan, "fp32_median_ms": 4.0 if timed else math.nan,
+            "speedup_vs_fp32": 4.0 if timed else math.nan, "cpu_model": "cpu",
+            "cpu_isa": "avx2", "engine_version": "onnxruntime 1.x", "n_binary_conv": 3,
+            "reference_status": "not applicable: float engine"}
+
+
+def _render_latency_tables(tables: list[dict]) -> str:
+    """The report template's per-device latency tables, rendered alone."""
+    import jinja2
+
+    from bibench.report import TEMPLATES
+
+    source = (TEMPLATES / "report.html.j2").read_text()
+    start = source.index("{% for t in latency_tables %}")
+    end = source.index("</details>\n{% endfor %}", start) + len("</details>\n{% endfor %}")
+    env = jinja2.Environment(autoescape=True)
+    return env.from_string(source[start:end]).render(latency_tables=tables)
+
+
+def test_latency_tables_show_why_a_cell_was_not_timed_in_the_table():
+    """A remote board's failure and a contended timing are read in the table (a mark and a
+    numbered note under it), not only in a hover tooltip."""
+    from bibench.report.hardware import deployability, latency_tables
+
+    dead = ("failed: unreachable: ssh: connect to host 10.0.0.5 port 22: Connection refused "
+            "(remote device 'pi5'; ssh failed once, not tried again in this job)")
+    contended = ("contended: another bibench job timed on the same device at the same time "
+                 "(pid 42 timing img/resnet20/bnn/seed1 here/onnxruntime/1t); re-time the cell")
+    latency = pd.DataFrame([
+        _timed("fp32", "onnxruntime", 1, "ok"), _timed("bnn", "onnxruntime", 1, contended),
+        _timed("fp32", "onnxruntime", 1, dead, "pi5"), _timed("bnn", "onnxruntime", 1, dead, "pi5"),
+        _timed("bnn", "openvino_binary", 1, contended)])
+    tables = {t["device"]: t for t in latency_tables(latency)}
+    [fp32, bnn] = tables["pi5"]["rows"][0]["groups"][0]
+    assert fp32["mark"] == bnn["mark"] == "failed" and fp32["note"] == bnn["note"] == 1
+    assert tables["pi5"]["notes"] == [dead]
+    [fp32, bnn] = tables["here"]["rows"][0]["groups"][0]
+    assert fp32["status"] == "ok" and fp32["ms"] == "4.000"  # the clean FP32 timing
+    assert bnn["mark"] == "contended" and bnn["ms"] == "1.000"  # kept, and marked
+    assert "--forcerun" in tables["here"]["notes"][bnn["note"] - 1]
+    html = _render_latency_tables(list(tables.values()))
+    assert '<span class="mark">failed [1]</span>' in html
+    assert "Connection refused" in html.split('<ol class="latency-notes">')[1]
+    assert '1.000 <span class="mark">contended [1]</span>' in html
+    # a contended binary timing still ran the 1-bit kernels: deployed
+    assert deployability(latency)[0]["observed"] == "deployable"
+
+
+def test_deployment_findings_do_not_call_a_contended_timing_a_failure():
+    contended = "contended: another bibench job timed on the same device at the same time"
+    latency = pd.DataFrame([_latency("bnn", "ok"), _latency("bnn", contended)])
+    assert deployment_findings(latency) == [
+        "Deployed with 1-bit kernels on every measurement: bnn."]
+
+
+def test_deployability_says_where_declared_and_tried_differ_and_why():
+    """XNOR++ declares spatial scales (not deployable) but alpha only on Linear and point-wise
+    layers: the binary engine runs its PointNet and not its ResNet. The table says both, and
+    why they differ; BNN, declared and found deployable, agrees."""
+    from bibench.report.hardware import deployability
+
+    def row(algo, task, arch, status):
+        return {**_latency(algo, status), "task": task, "arch": arch, "n_binary_conv": 3}
+
+    latency = pd.DataFrame([
+        row("xnorpp", "pointcloud", "pointnet_vanilla", "ok"),
+        row("xnorpp", "mnist", "resnet20", "not deployable: spatial scale factors"),
+        row("bnn", "pointcloud", "pointnet_vanilla", "ok"),
+        row("bnn", "mnist", "resnet20", "ok")])
+    rows = {d["algorithm"]: d for d in deployability(latency)}
+    xnorpp = rows["xnorpp"]
+    assert xnorpp["declared"] is False and "Linear: per-channel" in xnorpp["layer_note"]
+    assert xnorpp["observed"].startswith("deployed on pointcloud/pointnet_vanilla; not on "
+                                         "mnist/resnet20: not deployable: spatial")
+    assert "per layer kind" in xnorpp["agreement"]
+    assert "pointcloud/pointnet_vanilla" in xnorpp["agreement"]
+    assert rows["bnn"]["declared"] is True and rows["bnn"]["agreement"] == ""

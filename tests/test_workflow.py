@@ -202,6 +202,9 @@ def test_latency_rows_cover_every_engine_and_the_binary_one_executes(tiny_run):
     assert latency["cpu_model"].str.len().gt(0).all()
     assert latency["cpu_isa"].str.len().gt(0).all()
     assert latency["engine_version"].str.match(r"(onnxruntime|openvino) \d").all()
+    # every row timed inside a registered window, alone (latency_slot: one job at a time)
+    assert latency["concurrent_timing"].eq(False).all()
+    assert (latency["load_avg_start"] >= 0).all() and (latency["load_avg_end"] >= 0).all()
     # the hand-built ResNet-20 reference, timed beside every binary-engine row
     assert (binary["reference_status"] == "ok").all()
     assert (binary["reference_speedup_vs_fp32"] > 1).all()

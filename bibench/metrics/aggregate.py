@@ -10,7 +10,7 @@ from bibench.cache import combine
 from bibench.catalog import BINARY_ENGINES, FP32
 from bibench.io import PROVENANCE, SCHEMAS, read_table
 from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
-from bibench.metrics.quality import at_chance, convergence
+from bibench.metrics.quality import at_chance, convergence, eval_gap
 from bibench.models import get_architecture
 
 KEY = ["task", "arch", "algorithm", "seed"]
@@ -69,12 +69,19 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
 
 
 def _convergence(train: pd.DataFrame) -> pd.DataFrame:
-    """Per cell: whether its own training run levelled off (bibench.metrics.quality)."""
-    rows = [{**dict(zip(KEY, key, strict=True)),
-             "convergence": convergence(list(g.sort_values("epoch")["loss"]),
-                                        g.sort_values("epoch")["status"].iloc[-1])}
-            for key, g in train.groupby(KEY)]
-    return pd.DataFrame(rows, columns=KEY + ["convergence"])
+    """Per cell: whether its own training run levelled off, and how its eval-mode accuracy on
+    the training sample compares with its last epoch's (bibench.metrics.quality)."""
+    rows = []
+    for key, g in train.groupby(KEY):
+        g = g.sort_values("epoch")
+        last = g.iloc[-1]
+        rows.append({**dict(zip(KEY, key, strict=True)),
+                     "convergence": convergence(list(g["loss"]), last["status"]),
+                     "last_epoch_train_accuracy": last["train_accuracy"],
+                     "eval_train_accuracy": last["eval_train_accuracy"],
+                     "eval_gap": eval_gap(last["train_accuracy"], last["eval_train_accuracy"])})
+    return pd.DataFrame(rows, columns=KEY + ["convergence", "last_epoch_train_accuracy",
+                                             "eval_train_accuracy", "eval_gap"])
 
 
 def _at_chance(evals: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +92,10 @@ def _at_chance(evals: pd.DataFrame) -> pd.DataFrame:
 
 
 def _complexity_summary(complexity: pd.DataFrame) -> pd.DataFrame:
-    # every seed of a cell has the same architecture, hence the same counts
-    total = complexity[complexity["layer"] == ""].drop_duplicates(["task", "arch", "algorithm"])
+    # every seed of a cell has the same architecture, hence the same counts; a cell whose
+    # training did not finish has a total row with no counts (status `not measured: ...`)
+    total = complexity[(complexity["layer"] == "") & (complexity["status"] == "ok")]
+    total = total.drop_duplicates(["task", "arch", "algorithm"])
     fp = total[total["algorithm"] == FP32].set_index(["task", "arch"])
     rows = []
     for r in total.itertuples(index=False):
@@ -111,20 +120,27 @@ def _cell_code(tables: list[pd.DataFrame], code: str) -> pd.DataFrame:
             .agg(lambda fps: combine([*fps, code])).reset_index())
 
 
+def eval_rows(paths: list[str]) -> pd.DataFrame:
+    """Every cell's evaluation rows, per-example predictions included."""
+    return _concat(paths, "eval")
+
+
 def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_tables: list[str],
-                  eval_tables: list[str], export_tables: list[str], latency: pd.DataFrame,
+                  evals: pd.DataFrame, export_tables: list[str], latency: pd.DataFrame,
                   complexity_tables: list[str], code: str) -> pd.DataFrame:
     """metrics.parquet rows: each cell x condition with its FP32 reference and efficiency."""
-    evals = _concat(eval_tables, "eval")
     train = _concat(train_tables, "train")
     complexity = _concat(complexity_tables, "complexity")
     exports = _concat(export_tables, "export")
     cell_code = _cell_code([evals, train, complexity, exports, latency], code)
-    evals = evals.drop(columns=_PROVENANCE_NAMES)
+    # an eval row's status (`not evaluated: training ...`) is the cell's train_status here
+    # per-example predictions feed the paired tests (comparisons.parquet), not this table
+    evals = evals.drop(columns=[*_PROVENANCE_NAMES, "status", "predictions", "targets"])
     frame = evals.merge(_train_summary(train), on=KEY, how="left")
     frame = frame.merge(_convergence(train), on=KEY, how="left")
     frame = frame.merge(_at_chance(evals), on=KEY, how="left")
     frame["at_chance"] = frame["at_chance"].fillna(False).astype(bool)
+    frame["eval_gap"] = frame["eval_gap"].fillna(False).astype(bool)
 
     fp32 = evals[evals["algorithm"] == FP32][["task", "arch", "seed", "condition", "severity",
                                                "value"]].rename(columns={"value": "fp32_value"})

@@ -46,9 +46,13 @@ def sensitivity_figure(grid: pd.DataFrame) -> list[dict[str, str]]:
 def render_report(metrics_path: str | Path, tracks_path: str | Path,
                   latency_path: str | Path, sensitivity: pd.DataFrame,
                   html_path: str | Path, *, summary_path: str | Path | None = None,
-                  train: pd.DataFrame | None = None) -> None:
+                  train: pd.DataFrame | None = None,
+                  comparisons_path: str | Path | None = None,
+                  bootstrap_path: str | Path | None = None) -> None:
     """results/report.html: overview first (figure and computed findings), then the paper's
-    summary tables, the per-task tables beside the paper, figures, hardware, every cell."""
+    summary tables, the per-task tables beside the paper, figures, hardware, every cell.
+    Without the paired tests (`comparisons_path`, `bootstrap_path`) no difference between
+    algorithms is called significant."""
     from bibench.metrics.seeds import seed_summary
 
     metrics = read_table(metrics_path, "metrics")
@@ -56,22 +60,31 @@ def render_report(metrics_path: str | Path, tracks_path: str | Path,
     latency = read_table(latency_path, "latency")
     summary = (read_table(summary_path, "summary") if summary_path is not None
                else seed_summary(metrics))
+    comparisons = (read_table(comparisons_path, "comparisons") if comparisons_path is not None
+                   else None)
+    bootstrap = read_table(bootstrap_path, "bootstrap") if bootstrap_path is not None else None
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                              autoescape=jinja2.select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        **_context(metrics, tracks, latency, summary, sensitivity, train))
+        **_context(metrics, tracks, latency, summary, sensitivity, train, comparisons,
+                   bootstrap))
     atomic_write(html_path, lambda tmp: Path(tmp).write_text(html))
 
 
 def _context(metrics: pd.DataFrame, tracks: pd.DataFrame, latency: pd.DataFrame,
-             summary: pd.DataFrame, sensitivity: pd.DataFrame, train: pd.DataFrame | None
+             summary: pd.DataFrame, sensitivity: pd.DataFrame, train: pd.DataFrame | None,
+             comparisons: pd.DataFrame | None = None, bootstrap: pd.DataFrame | None = None
              ) -> dict:
     """Everything the template shows, computed from the tables."""
     from bibench.report import cells, hardware, overview
+    from bibench.report.ranking import replicates, track_replicates
     from bibench.report.summary_tables import ACCURACY_TRACKS, EFFICIENCY_TRACKS
     from bibench.report.summary_tables import summary_table as track_table
 
     stats = stats_index(summary)
+    reps = replicates(bootstrap) if bootstrap is not None else {}
+    family = dict(zip(metrics["arch"], metrics["family"], strict=True))
+    track_reps = track_replicates(reps, family)
     n_seeds = int(metrics["seed"].nunique())
     stands_in = dict(zip(metrics["task"], metrics["stands_in_for"], strict=True))
     embedded = metrics[metrics["embedded"]][["task", "stands_in_for"]].drop_duplicates()
@@ -82,10 +95,11 @@ def _context(metrics: pd.DataFrame, tracks: pd.DataFrame, latency: pd.DataFrame,
         "seeds_note": seeds_note(n_seeds), "n_seeds": n_seeds,
         "embedded": embedded.to_dict("records"),
         "overview_figure": overview.overview_figure(tracks),
-        "findings": overview.findings(tracks, latency, stats, metrics),
-        "accuracy_table": track_table(tracks, ACCURACY_TRACKS, stands_in),
-        "efficiency_table": track_table(tracks, EFFICIENCY_TRACKS, stands_in),
-        "task_tables": cells.task_tables(metrics, stats),
+        "findings": overview.findings(tracks, latency, stats, metrics, comparisons,
+                                      track_reps),
+        "accuracy_table": track_table(tracks, ACCURACY_TRACKS, stands_in, track_reps),
+        "efficiency_table": track_table(tracks, EFFICIENCY_TRACKS, stands_in, track_reps),
+        "task_tables": cells.task_tables(metrics, stats, comparisons, reps),
         "training_figures": cells.training_figures(train) if train is not None
         and len(train) else [],
         "corruption_figures": cells.corruption_figures(metrics, stats),

@@ -9,9 +9,9 @@ import math
 import pandas as pd
 
 from bibench.catalog import FP32
-from bibench.metrics.quality import AT_CHANCE, NOT_CONVERGED
+from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK, NOT_CONVERGED
 from bibench.report.common import Stat, algorithm_order, png, pyplot
-from bibench.report.paper import cell_row, spearman
+from bibench.report.paper import cell_row
 
 # Marks another stage may add to metrics.parquet (at chance, not converged, ...): shown when
 # present, never required.
@@ -28,8 +28,8 @@ SHOWN = [("value", "metric (x100)", 100.0), ("relative_to_fp32", "of FP32 (%)", 
 
 def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     """Per (task, arch, algorithm): what is wrong with it ('' when nothing): a training status
-    other than ok, at chance or not converged in any seed (bibench.metrics.quality), and any
-    mark column another stage added."""
+    other than ok, at chance, eval gap or not converged in any seed (bibench.metrics.quality),
+    and any mark column another stage added."""
     marks: dict[tuple[str, str, str], str] = {}
     clean = metrics[metrics["condition"] == "clean"]
     extra = [c for c in MARK_COLUMNS if c in clean.columns]
@@ -39,6 +39,8 @@ def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
             found += sorted({str(v) for v in rows[col] if v and v == v and v != "ok"})
         if "at_chance" in rows.columns and rows["at_chance"].fillna(False).any():
             found.append(AT_CHANCE)
+        if "eval_gap" in rows.columns and rows["eval_gap"].fillna(False).any():
+            found.append(EVAL_GAP_MARK)
         if "convergence" in rows.columns and (rows["convergence"] == NOT_CONVERGED).any():
             found.append(NOT_CONVERGED)
         marks[key] = "; ".join(found)
@@ -59,10 +61,22 @@ def _heading(first: pd.Series) -> str:
     return str(first["stands_in_for"])
 
 
-def task_tables(metrics: pd.DataFrame, stats: dict[tuple, Stat]) -> list[dict]:
+def task_tables(metrics: pd.DataFrame, stats: dict[tuple, Stat],
+                comparisons: pd.DataFrame | None = None,
+                reps: dict[tuple[str, str], pd.DataFrame] | None = None) -> list[dict]:
     """Per task, a row per architecture: each algorithm's clean metric (x100, mean ± 95% CI)
-    with the paper's number for the data set and architecture the task stands for, and the
-    Spearman correlation between the paper's order of algorithms and ours."""
+    with the paper's number for the data set and architecture the task stands for, which
+    algorithms are best and worst where the paired tests say so (`comparisons`) and which are
+    tied, and the Spearman correlation between the paper's order of algorithms and ours with
+    its bootstrap interval (`reps`, bibench.report.ranking)."""
+    from bibench.metrics.comparisons import beats
+    from bibench.report.ranking import (
+        best_and_worst,
+        rank_agreement,
+        ranking_text,
+        significant_marks,
+    )
+
     marks = cell_marks(metrics)
     tables = []
     clean = metrics[metrics["condition"] == "clean"]
@@ -74,13 +88,23 @@ def task_tables(metrics: pd.DataFrame, stats: dict[tuple, Stat]) -> list[dict]:
             paper, source = _paper_label(first["stands_in_for"], arch)
             ours = {a: stats.get((task, arch, a, "clean", 0, "value"), Stat(math.nan))
                     for a in algorithms}
-            rho, n = spearman({a: s.mean for a, s in ours.items()}, paper)
-            rows.append({"arch": arch, "source": source, "cells": [
+            present = set(group[group["arch"] == arch]["algorithm"])
+            # a marked cell (failed, at chance, eval gap, not converged) is never ranked
+            ranked = {a: s.mean for a, s in ours.items()
+                      if a != FP32 and a in present and not marks.get((task, arch, a))}
+            top, bottom, ranking = [], [], "no paired tests (no per-example predictions)"
+            if comparisons is not None and len(comparisons):
+                top, bottom = best_and_worst(ranked, beats(comparisons, task, arch))
+                seeds = int(group[group["arch"] == arch]["seed"].nunique())
+                ranking = ranking_text(top, bottom, len(ranked), seeds)
+            best, worst = significant_marks(top, bottom)
+            rows.append({"arch": arch, "source": source, "ranking": ranking, "cells": [
                 {"text": ours[a].text(100), "paper": paper.get(a, math.nan),
-                 "mark": marks.get((task, arch, a), "missing" if a not in set(
-                     group[group["arch"] == arch]["algorithm"]) else "")} for a in algorithms],
-                "rho": f"{rho:+.2f} (n={n})" if rho == rho
-                else f"n/a ({n} algorithm{'s' if n != 1 else ''} in common; needs 3)"})
+                 "best": a in best, "worst": a in worst,
+                 "mark": marks.get((task, arch, a), "missing" if a not in present else "")}
+                for a in algorithms],
+                "rho": rank_agreement({a: s.mean for a, s in ours.items()},
+                                      (reps or {}).get((task, arch)), paper)})
         tables.append({"task": task, "metric": first["metric"], "heading": _heading(first),
                        "embedded": bool(first["embedded"]), "algorithms": algorithms,
                        "rows": rows})

@@ -20,39 +20,65 @@ ENGINE_TITLES = {"onnxruntime": "onnxruntime (float kernels)",
                  "openvino_binary": "OpenVINO binary (BinaryConvolution)"}
 
 
+# Status prefix of a row timed while another bibench job timed on the same device
+# (bibench.latency.windows): shown with its numbers and marked, used in no other result.
+CONTENDED = "contended"
+CONTENDED_NOTE = ("contended: timed while another bibench job timed on the same device (the "
+                  "numbers shown are not used in any result); re-time the cell with snakemake "
+                  "--cores all --forcerun results/cells/TASK/ARCH/ALGORITHM/seedSEED/"
+                  "latency.parquet (bibench status lists them)")
+
+
 def latency_tables(latency: pd.DataFrame) -> list[dict]:
     """Per device: rows (threads, task/arch), per engine FP32 ms then one column per algorithm
-    (mean ± 95% CI over seeds), or the reason a cell was not timed."""
+    (mean ± 95% CI over seeds), or why a cell was not timed. Each cell that is not a clean
+    timing shows its mark (`failed`, `not deployable`, `contended`, ...) and the number of its
+    reason in the device's `notes`, printed under the table: a remote board's failure is read
+    in the table, not only in a tooltip. Contended cells show their numbers beside the mark."""
     tables = []
     for device, dev_rows in latency.groupby("device_name", sort=True):
         engines = [e for e in ENGINE_TITLES if e in set(dev_rows["engine"])]
         algorithms = [a for a in algorithm_order(dev_rows["algorithm"]) if a != FP32]
         header = [{"engine": ENGINE_TITLES[e], "algorithms": [FP32] + algorithms}
                   for e in engines]
+        notes: list[str] = []
         rows = []
         for (threads, task, arch), part in dev_rows.groupby(["threads", "task", "arch"]):
             groups = []
             for engine in engines:
                 mine = part[part["engine"] == engine]
-                fp32 = mine["fp32_median_ms"].dropna()
-                cells = [{"ms": _stat(fp32).text(digits=3),
-                          "status": "ok" if len(fp32) else "not timed", "speedup": 1.0}]
+                ok = mine[mine["status"] == "ok"]
+                cells = [_latency_cell(ok, mine, "fp32_median_ms", notes, speedup=False)]
                 for algo in algorithms:
                     runs = mine[mine["algorithm"] == algo]
-                    ok = runs[runs["status"] == "ok"]
-                    if len(ok):
-                        cells.append({"ms": _stat(ok["median_ms"]).text(digits=3),
-                                      "status": "ok",
-                                      "speedup": _stat(ok["speedup_vs_fp32"]).mean})
-                    else:
-                        status = runs["status"].iloc[0] if len(runs) else "not timed"
-                        cells.append({"ms": float("nan"), "status": status,
-                                      "speedup": float("nan")})
+                    cells.append(_latency_cell(runs[runs["status"] == "ok"], runs,
+                                               "median_ms", notes))
                 groups.append(cells)
             rows.append({"threads": int(threads), "cell": f"{task}/{arch}", "groups": groups})
         tables.append({"device": device, **device_facts(dev_rows), "header": header,
-                       "rows": rows})
+                       "rows": rows, "notes": notes})
     return tables
+
+
+def _latency_cell(ok: pd.DataFrame, runs: pd.DataFrame, column: str, notes: list[str], *,
+                  speedup: bool = True) -> dict:
+    """One cell of a latency table: the mean over the `ok` rows' `column`, else the mark and
+    note number of why `runs` gave no clean timing (a contended timing keeps its numbers)."""
+    values = ok[column].dropna()
+    if len(values):
+        return {"ms": _stat(values).text(digits=3), "status": "ok", "mark": "", "note": 0,
+                "speedup": _stat(ok["speedup_vs_fp32"]).mean if speedup else 1.0}
+    statuses = [str(s) for s in runs["status"] if s != "ok"]
+    status = sorted(statuses, key=lambda s: s.startswith(CONTENDED))[0] if statuses \
+        else "not timed"
+    contended = status.startswith(CONTENDED)
+    note = CONTENDED_NOTE if contended else status
+    if note not in notes:
+        notes.append(note)
+    crowded = runs[runs["status"].astype(str).str.startswith(CONTENDED)][column].dropna()
+    return {"ms": _stat(crowded).text(digits=3) if contended and len(crowded) else "",
+            "status": status, "mark": status.split(":", 1)[0], "note": notes.index(note) + 1,
+            "speedup": float("nan")}
 
 
 def _stat(values: pd.Series) -> Stat:
@@ -98,19 +124,50 @@ def reference_tables(latency: pd.DataFrame) -> list[dict]:
     return tables
 
 
+def _declared(algo: str) -> tuple[bool | None, str]:
+    """(deployable, layer note) as the algorithm declares them (None: not registered here)."""
+    from bibench.algorithms import get_algorithm
+
+    try:
+        facts = get_algorithm(algo).deployment
+    except KeyError:
+        return None, ""
+    return facts.deployable, facts.layer_note
+
+
 def deployability(latency: pd.DataFrame) -> list[dict]:
-    """Per algorithm: what the binary engine did with it, next to the paper's Table 4."""
+    """Per algorithm: what the binary engine did with it per (task, arch), next to what the
+    algorithm declares and the paper's Table 4; where trying and declaring differ, why."""
     binary = latency[latency["engine"].isin(BINARY_ENGINES)]
     out = []
     for algo in algorithm_order(binary["algorithm"]):
         if algo == FP32:
             continue
         runs = binary[binary["algorithm"] == algo]
-        ok = runs[runs["status"] == "ok"]
+        # a contended timing ran the binary kernels: it deployed, its speed is what is in doubt
+        timed = (runs["status"] == "ok") | runs["status"].astype(str).str.startswith(CONTENDED)
+        ok = runs[timed]
+        cells = runs.assign(timed=timed).groupby(["task", "arch"])["timed"].all()
+        on = [f"{t}/{a}" for (t, a), yes in cells.items() if yes]
+        off = [f"{t}/{a}" for (t, a), yes in cells.items() if not yes]
         observed = ("deployable" if len(ok) == len(runs) else
-                    "; ".join(sorted(set(runs.loc[runs["status"] != "ok", "status"]))))
+                    (f"deployed on {', '.join(on)}; not on {', '.join(off)}: " if on else "")
+                    + "; ".join(sorted(set(runs.loc[~timed, "status"]))))
+        declared, layers = _declared(algo)
+        # declared deployable but refused somewhere, or declared not but run somewhere
+        differs = declared is not None and bool(off if declared else on)
+        if not differs:
+            agreement = ""
+        elif layers:
+            agreement = (f"declared {'deployable' if declared else 'not deployable'} for its "
+                         f"layers in general; per layer kind {layers}: the cells where it "
+                         f"deployed ({', '.join(on) or 'none'}) have only those layers")
+        else:
+            agreement = (f"declared {'deployable' if declared else 'not deployable'}, but "
+                         f"export by trying found otherwise: see the rows' statuses")
         executed = ok["n_binary_conv"]
         out.append({"algorithm": algo, "paper": PAPER_DEPLOYABLE.get(algo),
+                    "declared": declared, "layer_note": layers, "agreement": agreement,
                     "observed": observed, "deployed": len(ok) > 0,
                     "binary_conv": f"{int(executed.min())}-{int(executed.max())}"
                     if len(executed) and executed.min() != executed.max()

@@ -4,13 +4,12 @@ hand."""
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
 
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.metrics.seeds import separated
 from bibench.report.common import Stat, algorithm_order, png, pyplot
 from bibench.report.paper import track_row
 from bibench.report.summary_tables import TRACK_TITLES
@@ -75,8 +74,11 @@ def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
                      "Tables 2-3)", "src": png(fig)}
 
 
-def best_per_track(tracks: pd.DataFrame) -> list[str]:
-    """'Best in <track>: <algorithm> (value)' per track, with the paper's best beside."""
+def best_per_track(tracks: pd.DataFrame, replicates: dict | None = None) -> list[str]:
+    """Per track: its significantly best algorithm, or the algorithms tied for best (the data
+    cannot tell them apart), with the paper's best beside (bibench.report.ranking)."""
+    from bibench.report.ranking import coverage, row_ranking
+
     lines = []
     for track, by_algo in overall_stats(tracks).items():
         finite = {a: s for a, (s, _) in by_algo.items() if s.mean == s.mean}
@@ -85,11 +87,28 @@ def best_per_track(tracks: pd.DataFrame) -> list[str]:
             reasons = sorted({st for _, st in by_algo.values()}) or ["no algorithm"]
             lines.append(f"{title}: no value ({'; '.join(reasons)}).")
             continue
-        best = max(finite, key=lambda a: finite[a].mean)
+        rows = tracks[(tracks["track"] == track) & (tracks["metric"] == OVERALL[track])]
+        rows = rows.set_index("algorithm")
+        chance = {a for a in rows.index if json.loads(rows["at_chance"].get(a) or "[]")}
+        partial = coverage(rows)
+        top, _, how = row_ranking(track, {a: s for a, s in finite.items() if a != FP32},
+                                  (replicates or {}).get((track, OVERALL[track])),
+                                  chance | set(partial))
         paper = track_row(track, OVERALL[track]).dropna(subset=["value"])
         paper_best = (f"; the paper's best: {paper.loc[paper['value'].idxmax(), 'algorithm']} "
                       f"{paper['value'].max():.2f}" if len(paper) else "")
-        lines.append(f"{title}: best is {best} at {finite[best].text()}{paper_best}.")
+        left_out = (f" ({', '.join(f'{a}: {c}' for a, c in sorted(partial.items()))} left out:"
+                    " fewer cells than the others)" if partial else "")
+        if len(top) == 1:
+            lines.append(f"{title}: best is {top[0]} at {finite[top[0]].text()} ({how})"
+                         f"{left_out}{paper_best}.")
+        elif top:
+            lines.append(f"{title}: no significant best ({how}); tied: "
+                         f"{', '.join(f'{a} {finite[a].text()}' for a in top)}{left_out}"
+                         f"{paper_best}.")
+        else:
+            lines.append(f"{title}: not ranked ({how or 'fewer than two comparable values'})"
+                         f"{left_out}{paper_best}.")
     return lines
 
 
@@ -100,7 +119,9 @@ def deployment_findings(latency: pd.DataFrame) -> list[str]:
         return ["No binary engine in the config: no algorithm was deployed with 1-bit kernels."]
     lines, deployed = [], []
     for algo, runs in binary.groupby("algorithm", sort=True):
-        failed = runs[runs["status"] != "ok"]
+        # a contended timing (another job timed beside it) ran the binary kernels all the same
+        failed = runs[(runs["status"] != "ok")
+                      & ~runs["status"].astype(str).str.startswith("contended")]
         if failed.empty:
             deployed.append(algo)
         else:
@@ -139,39 +160,37 @@ def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
     return lines
 
 
-def separations(stats: dict[tuple, Stat], tracks: pd.DataFrame) -> list[str]:
-    """Which algorithm differences are larger than both 95% intervals (clean task metric per
-    cell, and each track's overall metric), and which are not."""
-    n = max((s.n for s in stats.values()), default=1)
-    if n < 2:
-        return ["One seed: no confidence interval, so no difference between algorithms can be "
-                "called larger than its interval."]
-    clean = {k: s for k, s in stats.items() if k[3] == "clean" and k[5] == "value"}
-    pairs: list[tuple[str, str, Stat, str, Stat, float]] = []
-    for (task, arch), group in itertools.groupby(sorted(clean), key=lambda k: k[:2]):
-        pairs += [(f"{task}/{arch}", a[2], clean[a], b[2], clean[b], 100.0)
-                  for a, b in itertools.combinations(list(group), 2)]
-    for track, by_algo in overall_stats(tracks).items():
-        pairs += [(OVERALL[track], a, sa, b, sb, 1.0)
-                  for (a, (sa, _)), (b, (sb, _)) in itertools.combinations(
-                      sorted(by_algo.items()), 2)]
-    real = []
-    for where, a, sa, b, sb, scale in pairs:
-        if separated((sa.low, sa.high), (sb.low, sb.high)):
-            (a, sa), (b, sb) = sorted([(a, sa), (b, sb)], key=lambda p: -p[1].mean)
-            real.append(f"{where}: {a} {sa.text(scale)} > {b} {sb.text(scale)}")
-    lines = [f"With {n} seeds, {len(real)} of {len(pairs)} algorithm differences are larger "
-             "than their 95% intervals" + (":" if real else ".")]
-    return lines + real
+def separations(comparisons: pd.DataFrame | None) -> list[str]:
+    """How many differences between algorithms of the same task and architecture are
+    significant at 95% on the paired tests (results/comparisons.parquet), and which."""
+    if comparisons is None or comparisons.empty:
+        return ["No paired test between algorithms (no per-example predictions): no "
+                "difference can be called significant."]
+    seeds = int(comparisons["seeds"].min())
+    real = comparisons[comparisons["better"] != "tied"]
+    lines = [f"Paired tests of the clean metric ({comparisons['method'].iloc[0]}): "
+             f"{len(real)} of {len(comparisons)} differences between binarized algorithms of "
+             f"the same task and architecture are significant at 95%; the others are tied"
+             + (". One seed: a second seed may still reverse a significant difference"
+                if seeds < 2 else "") + ("." if real.empty else ":")]
+    for r in real.sort_values(["task", "arch", "difference"]).itertuples():
+        worse = r.algorithm_b if r.better == r.algorithm_a else r.algorithm_a
+        gap = abs(r.difference) * 100
+        low, high = sorted(abs(v) * 100 for v in (r.ci95_low, r.ci95_high))
+        lines.append(f"{r.task}/{r.arch}: {r.better} > {worse} by {gap:.2f} points "
+                     f"[{low:.2f}, {high:.2f}]")
+    return lines
 
 
 def findings(tracks: pd.DataFrame, latency: pd.DataFrame, stats: dict[tuple, Stat],
-             metrics: pd.DataFrame) -> list[str]:
+             metrics: pd.DataFrame, comparisons: pd.DataFrame | None = None,
+             replicates: dict | None = None) -> list[str]:
     """Every finding of the overview, in reading order."""
     failed = metrics[metrics["train_status"] != "ok"].drop_duplicates(
         ["task", "arch", "algorithm", "seed"])
-    lines = best_per_track(tracks) + deployment_findings(latency) + largest_drops(stats)
-    lines += separations(stats, tracks)
+    lines = (best_per_track(tracks, replicates) + deployment_findings(latency)
+             + largest_drops(stats))
+    lines += separations(comparisons)
     if len(failed):
         lines.append(f"{len(failed)} cell(s) failed or diverged in training: " + ", ".join(
             f"{r.task}/{r.arch}/{r.algorithm}/seed{r.seed} ({r.train_status})"

@@ -1,5 +1,6 @@
 """The paper's two summary tables (Table 2: accuracy tracks, Table 3: efficiency tracks) from
-results/tracks.parquet, with the best and worst algorithm of each row marked."""
+results/tracks.parquet, with the best and worst algorithm of each row marked where the
+difference is significant (bibench.report.ranking)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 
 import pandas as pd
 
-from bibench.metrics.tracks import best_and_worst
 from bibench.report.common import Stat
 from bibench.report.paper import spearman, track_row
 
@@ -36,10 +36,15 @@ def _paper_for(track: str, metric: str, stands_in: dict[str, str]) -> tuple[dict
 
 
 def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
-                  stands_in: dict[str, str] | None = None) -> dict:
-    """Rows (track, metric) x columns (algorithms) with best/worst flags, each value as mean ±
-    95% CI over seeds, the paper's number beside it and the rank agreement of the row."""
+                  stands_in: dict[str, str] | None = None,
+                  replicates: dict[tuple[str, str], dict] | None = None) -> dict:
+    """Rows (track, metric) x columns (algorithms), each value as mean ± 95% CI over seeds,
+    the paper's number beside it and the rank agreement of the row. Best and worst are marked
+    only where the difference is significant (bibench.report.ranking; `replicates`: the
+    accuracy tracks' bootstrap values), never on a value at chance or with an eval gap, nor on
+    one that covers fewer cells than the others of its row."""
     from bibench.report.overview import track_stat
+    from bibench.report.ranking import coverage, row_ranking, significant_marks
 
     algorithms = sorted(tracks["algorithm"].unique())
     rows = []
@@ -51,19 +56,25 @@ def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
                      for a in algorithms}
             chance = {a for a in algorithms
                       if a in cells.index and json.loads(cells["at_chance"].get(a) or "[]")}
-            # a value built on cells at chance ranks noise: it is never marked best or worst
-            best, worst = best_and_worst({a: s.mean for a, s in stats.items()
-                                          if a not in chance})
+            partial = coverage(cells)
+            # a value built on cells at chance ranks noise; one over fewer cells compares
+            # unlike with like: neither is marked best or worst
+            top, bottom, how = row_ranking(track, stats,
+                                           (replicates or {}).get((track, metric)),
+                                           chance | set(partial))
+            best, worst = significant_marks(top, bottom)
             paper, source = _paper_for(track, metric, stands_in or {})
             rho, n = spearman({a: s.mean for a, s in stats.items()}, paper)
             rows.append({
                 "track": TRACK_TITLES[track], "metric": metric, "source": source,
+                "tested": how,
                 "rho": f"{rho:+.2f} (n={n})" if rho == rho else ("n/a" if not paper
                                                                   else f"n/a (n={n})"),
                 "cells": [{"text": stats[a].text(), "best": a in best, "worst": a in worst,
                            "paper": paper.get(a, math.nan),
                            "status": cells["status"].get(a, "not measured"),
-                           "note": cells["note"].get(a, ""), "at_chance": a in chance}
+                           "note": cells["note"].get(a, ""), "at_chance": a in chance,
+                           "coverage": partial.get(a, "")}
                           for a in algorithms],
             })
     return {"algorithms": algorithms, "rows": rows}

@@ -1,16 +1,23 @@
 # Config validation, wildcard constraints and target lists. Nothing heavy at parse time:
 # bibench.config and bibench.catalog import neither torch nor the algorithms.
-from bibench.cache import code_fingerprint, holes
+import json
+import os
+import sys
+from pathlib import Path
+
+from bibench.cache import CHECKPOINT, code_fingerprint, damaged, holes
 from bibench.catalog import (
     DEFAULT_DATA_ROOT,
     DOWNLOADABLE,
     FP32,
 )
 from bibench.config import (
+    ConfigError,
     canonical,
     check_config,
     config_hash,
     corruption_settings,
+    data_path_problems,
     data_root,
     dataset_settings,
     sensitivity_run_settings,
@@ -21,6 +28,22 @@ from snakemake.logging import logger
 # Raises before any job is scheduled, naming every offending key; fills in schema defaults.
 # Keys are sorted so that reordering a YAML file does not change any job's params.
 CONFIG = canonical(check_config(config))
+
+
+def _check_data_folders():
+    """A data folder the config names must exist before any job runs (a job would fail
+    reading it); a dry run only warns, so that a grid can be planned without its data."""
+    problems = data_path_problems(CONFIG)
+    if not problems:
+        return
+    message = "invalid bibench config:\n  " + "\n  ".join(problems)
+    if workflow.output_settings is not None and workflow.output_settings.dryrun:
+        logger.warning(f"{message}\n(dry run: a real run stops here)")
+    else:
+        raise ConfigError(message)
+
+
+_check_data_folders()
 
 TASKS = CONFIG["tasks"]
 ALGORITHMS = CONFIG["algorithms"]
@@ -224,12 +247,14 @@ CONFIG_HASH = config_hash(CONFIG)
 # them and what depends on them (bibench/cache.py). Every rule lists force_deleted_results as
 # an input. Only the main process decides this: a cluster job re-parses the Snakefile to run
 # one job.
-SUMMARY_FILES = [
+AGGREGATE_FILES = [
     "results/metrics.parquet",
     "results/tracks.parquet",
     "results/latency.parquet",
-    "results/report.html",
+    "results/comparisons.parquet",
+    "results/bootstrap.parquet",
 ]
+SUMMARY_FILES = AGGREGATE_FILES + ["results/report.html"]
 CELL_DIR = "results/cells/{task}/{arch}/{algo}/seed{seed}/"
 MEASURE_FILES = ["eval.parquet", "complexity.parquet"]
 EXPORT_FILES = ["model.onnx", "model.qonnx.onnx", "openvino", "export.parquet"]
@@ -255,8 +280,22 @@ def _cell_chains(c):
 def deleted_results():
     chains = [chain for c in cells() for chain in _cell_chains(c)]
     chains += [([t], SUMMARY_FILES) for t in sensitivity_tables()]
-    chains += [(SUMMARY_FILES[:3], SUMMARY_FILES[3:])]
+    chains += [(AGGREGATE_FILES, SUMMARY_FILES[len(AGGREGATE_FILES):])]
     return holes(chains)
+
+
+def result_files():
+    """(path, kind) of every table and checkpoint of the grid, for the damaged-file check
+    (bibench.cache.damaged; `bibench status` checks the same files the same way)."""
+    files = []
+    for c in cells():
+        files += [(_trained_file("model.pt", **c), CHECKPOINT),
+                  (_trained_file("train.parquet", **c), "train")]
+        tables = MEASURE_FILES + (["export.parquet", "latency.parquet"]
+                                  if c["task"] in DEPLOYED_TASKS else [])
+        files += [(CELL_DIR.format(**c) + n, n.removesuffix(".parquet")) for n in tables]
+    files += [(t, "sensitivity") for t in sensitivity_tables()]
+    return files + [(f, Path(f).stem) for f in AGGREGATE_FILES + ["results/summary.parquet"]]
 
 
 _FORCED = []
@@ -264,11 +303,43 @@ _FORCED = []
 
 def force_deleted_results(wildcards):
     """No files: the first input function Snakemake evaluates while it builds the DAG adds the
-    holes to the DAG's forced files (as Snakemake's own --rerun-incomplete does), once."""
+    holes and the damaged results to the DAG's forced files (as Snakemake's own
+    --rerun-incomplete does with incomplete files), once, all of them before any job runs."""
     if not _FORCED and workflow.is_main_process:
-        _FORCED.append(deleted_results())
-        if _FORCED[0]:
-            shown = ", ".join(_FORCED[0][:3]) + (" ..." if len(_FORCED[0]) > 3 else "")
-            logger.info(f"bibench: recomputing {len(_FORCED[0])} deleted result(s): {shown}")
-            workflow.dag.forcefiles.update(_FORCED[0])
+        deleted, broken = deleted_results(), damaged(result_files())
+        _FORCED.append(deleted + [path for path, _ in broken])
+        if deleted:
+            shown = ", ".join(deleted[:3]) + (" ..." if len(deleted) > 3 else "")
+            logger.info(f"bibench: recomputing {len(deleted)} deleted result(s): {shown}")
+        if broken:
+            logger.warning(f"bibench: recomputing {len(broken)} damaged result(s):\n"
+                           + "\n".join(f"  {path}: {problem}" for path, problem in broken))
+        workflow.dag.forcefiles.update(_FORCED[0])
     return []
+
+
+# --- the command a damaged file's message gives ------------------------------------------------
+# A job that finds a damaged input (one damaged after the check above, or in a way it cannot
+# see) stops with the command that recomputes it: this run's own command plus --forcerun FILE
+# (bibench.io.recovery_command), so that a custom grid's run is not answered with the default
+# grid's. Jobs inherit the main process's environment.
+
+
+def _run_args():
+    """The command-line arguments of this run (those of `snakemake`, or what an API caller set)."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    if program.name == "snakemake" or (program.name == "__main__.py"
+                                       and program.parent.name == "snakemake"):
+        return sys.argv[1:]
+    args = ["--cores", "all"]
+    configfiles = getattr(getattr(workflow, "config_settings", None), "configfiles", None)
+    if configfiles:
+        args += ["--configfile", *(os.path.relpath(f) for f in configfiles)]
+    targets = sorted(getattr(getattr(workflow, "dag_settings", None), "targets", None) or [])
+    return args + (["--", *targets] if targets else [])
+
+
+if workflow.is_main_process:
+    from bibench.io import RUN_ARGS_ENV
+
+    os.environ[RUN_ARGS_ENV] = json.dumps(_run_args())

@@ -15,6 +15,8 @@ rule aggregate:
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",
         summary="results/summary.parquet",
+        comparisons="results/comparisons.parquet",
+        bootstrap="results/bootstrap.parquet",
     params:
         tasks=TASKS,
         config_hash=CONFIG_HASH,
@@ -34,13 +36,17 @@ rule aggregate:
 
 
 rule report:
-    """Self-contained HTML report (tables and embedded figures)."""
+    """Self-contained HTML report (tables and embedded figures). Snakemake deletes the output
+    of a failed job: the job keeps the last good report as results/report.last-good.html and
+    leaves results/report.FAILED.txt saying what failed (bibench.jobs.report)."""
     input:
         force_deleted_results,
         metrics="results/metrics.parquet",
         tracks="results/tracks.parquet",
         hardware="results/latency.parquet",
         summary="results/summary.parquet",
+        comparisons="results/comparisons.parquet",
+        bootstrap="results/bootstrap.parquet",
         sensitivity_tables=sensitivity_tables,
         train_tables=train_tables,
     output:
