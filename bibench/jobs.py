@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import bibench
 from bibench.catalog import FP32
 from bibench.config import config_hash
-from bibench.io import DamagedFileError, write_table
+from bibench.io import DamagedFileError, DiskFullError, write_table
 
 if TYPE_CHECKING:
     from bibench.data import TaskData
@@ -52,7 +52,7 @@ def job_logging(log_path: str | Path | None) -> Iterator[None]:
     root.setLevel(logging.INFO)
     try:
         yield
-    except DamagedFileError as err:
+    except (DamagedFileError, DiskFullError) as err:  # the message says what to do
         log.error("%s", err)
         raise
     except BaseException:
@@ -90,7 +90,7 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         with job_logging(smk.log[0] if smk.log else None):
             job(**{k: v for k, v in kwargs.items() if k in accepted})
             log.info("%s %s", CODE_LOADED, " ".join(loaded_sources()))
-    except DamagedFileError as err:  # one message that says what to do, not a traceback
+    except (DamagedFileError, DiskFullError) as err:  # one message that says what to do
         if not smk.log:  # else it is in the log, which Snakemake shows (show-failed-logs)
             print(f"bibench: {err}", file=sys.stderr)
         sys.exit(1)

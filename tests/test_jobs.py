@@ -137,3 +137,32 @@ def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32,
     monkeypatch.setattr(qonnx_module, "qonnx_onnxruntime_predict", lambda _path, _x: swapped)
     row = _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)
     assert row["status"].startswith("failed: qonnx disagrees")
+
+
+def test_a_full_disk_ends_the_job_with_its_message_not_a_traceback(tmp_path, capsys):
+    """The job's log and the job's stderr say that the disk is full and which file, as a
+    damaged file's message does; the job exits 1."""
+    import errno
+    from types import SimpleNamespace
+
+    import pytest
+
+    from bibench.io import DiskFullError
+    from bibench.jobs import run_from_snakemake
+
+    def job(table: str) -> None:
+        raise DiskFullError(table, errno.ENOSPC, 0, OSError(errno.ENOSPC, "No space left"))
+
+    table = str(tmp_path / "eval.parquet")
+    smk = SimpleNamespace(params={}, input={}, output={"table": table}, threads=1, log=[])
+    with pytest.raises(SystemExit) as info:
+        run_from_snakemake(smk, job)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert f"bibench: no space left on device writing {table}" in err
+    assert "Traceback" not in err
+    log = tmp_path / "job.log"
+    with pytest.raises(SystemExit):
+        run_from_snakemake(SimpleNamespace(**{**vars(smk), "log": [str(log)]}), job)
+    text = log.read_text()
+    assert "no space left on device writing" in text and "Traceback" not in text
