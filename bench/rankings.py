@@ -4,7 +4,7 @@ algorithms are tied for best, and the rank agreement with the paper with its int
 
 Reads the results of a finished run in the current folder (or --results DIR):
 
-    snakemake --cores 2 --configfile three_seeds.yaml results/report.html  # seeds: [0, 1, 2]
+    snakemake --cores 2 results/report.html --configfile three_seeds.yaml  # seeds: [0, 1, 2]
     python bench/rankings.py --json
 
 The same numbers as the report (bibench.report.ranking), as JSON for bench/measurements.py.

@@ -103,6 +103,9 @@ def test_findings_come_from_the_tables():
     assert "best is" not in task and "not ranked" in task
     assert "fda: 1 of 2 (task, arch) left out: fewer cells than the others" in task
     assert "the paper's best: reactnet 81.81" in task
+    from bibench.report.overview import track_verdict
+
+    assert track_verdict(tracks, "learning_task") == "not ranked"  # the figure's panel says so
     assert lines[-1].startswith("2 cell(s) failed or diverged in training: "
                                 "img/resnet20/fda/seed0 (diverged)")
 

@@ -37,9 +37,39 @@ def overall_stats(tracks: pd.DataFrame) -> dict[str, dict[str, tuple[Stat, str]]
     return out
 
 
-def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
+def _track_ranking(tracks: pd.DataFrame, track: str, replicates: dict | None
+                   ) -> tuple[list[str], str, dict[str, str]]:
+    """(tied for best, how it was tested, partial coverage) of a track's overall metric
+    (bibench.report.ranking): FP32, values at chance or with an eval gap, and values over
+    fewer cells than the others take no part."""
+    from bibench.report.ranking import coverage, row_ranking
+
+    rows = tracks[(tracks["track"] == track) & (tracks["metric"] == OVERALL[track])]
+    rows = rows.set_index("algorithm")
+    stats = {a: track_stat(r) for a, r in rows.iterrows() if a != FP32}
+    chance = {a for a in rows.index if json.loads(rows["at_chance"].get(a) or "[]")}
+    partial = coverage(rows)
+    top, _, how = row_ranking(track, {a: s for a, s in stats.items() if s.mean == s.mean},
+                              (replicates or {}).get((track, OVERALL[track])),
+                              chance | set(partial))
+    return top, how, partial
+
+
+def track_verdict(tracks: pd.DataFrame, track: str, replicates: dict | None = None) -> str:
+    """One track's overall metric as the report may state it: its significantly best
+    algorithm, the algorithms tied for best, or that it is not ranked (and why)."""
+    top, how, _ = _track_ranking(tracks, track, replicates)
+    if len(top) == 1:
+        return f"best: {top[0]} ({how})"
+    if top:
+        return f"tied: {', '.join(top)} ({how})"
+    return "not ranked" + (f" ({how})" if how else "")
+
+
+def overview_figure(tracks: pd.DataFrame, replicates: dict | None = None) -> dict[str, str]:
     """Six panels, one per track's overall metric: a bar per algorithm with its 95% interval,
-    the paper's value as a diamond, and the reason where a track has no value."""
+    the paper's value as a diamond, the reason where a track has no value, and under each
+    title what the data can say (`track_verdict`: a best only where it is significant)."""
     plt = pyplot()
     stats = overall_stats(tracks)
     algorithms = algorithm_order(tracks["algorithm"])
@@ -63,7 +93,8 @@ def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
         ax.set_yticks(range(len(algorithms)), algorithms, fontsize=8)
         ax.set_xlim(left=0)
         ax.set_ylim(len(algorithms) - 0.5, -0.5)
-        ax.set_title(f"{TRACK_TITLES[track]}: {OVERALL[track]}", fontsize=9)
+        ax.set_title(f"{TRACK_TITLES[track]}: {OVERALL[track]}\n"
+                     f"{track_verdict(tracks, track, replicates)}", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels(),
                                                             strict=True)}
@@ -77,8 +108,6 @@ def overview_figure(tracks: pd.DataFrame) -> dict[str, str]:
 def best_per_track(tracks: pd.DataFrame, replicates: dict | None = None) -> list[str]:
     """Per track: its significantly best algorithm, or the algorithms tied for best (the data
     cannot tell them apart), with the paper's best beside (bibench.report.ranking)."""
-    from bibench.report.ranking import coverage, row_ranking
-
     lines = []
     for track, by_algo in overall_stats(tracks).items():
         finite = {a: s for a, (s, _) in by_algo.items() if s.mean == s.mean}
@@ -87,13 +116,7 @@ def best_per_track(tracks: pd.DataFrame, replicates: dict | None = None) -> list
             reasons = sorted({st for _, st in by_algo.values()}) or ["no algorithm"]
             lines.append(f"{title}: no value ({'; '.join(reasons)}).")
             continue
-        rows = tracks[(tracks["track"] == track) & (tracks["metric"] == OVERALL[track])]
-        rows = rows.set_index("algorithm")
-        chance = {a for a in rows.index if json.loads(rows["at_chance"].get(a) or "[]")}
-        partial = coverage(rows)
-        top, _, how = row_ranking(track, {a: s for a, s in finite.items() if a != FP32},
-                                  (replicates or {}).get((track, OVERALL[track])),
-                                  chance | set(partial))
+        top, how, partial = _track_ranking(tracks, track, replicates)
         paper = track_row(track, OVERALL[track]).dropna(subset=["value"])
         paper_best = (f"; the paper's best: {paper.loc[paper['value'].idxmax(), 'algorithm']} "
                       f"{paper['value'].max():.2f}" if len(paper) else "")
