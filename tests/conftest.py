@@ -67,6 +67,27 @@ class Workflow:
         return re.findall(r"^\s+output: (.+)$", proc.stdout + proc.stderr, flags=re.M)
 
 
+def install_package(root: Path, package: str, modules: dict[str, str], pyproject: str) -> Path:
+    """Build the plugin package `package` (its `modules`: file name -> source) in `root` and
+    pip-install it, offline, into a target folder, returned: put it on PYTHONPATH to use it."""
+    import subprocess
+    import sys
+
+    src = root / "src"
+    (src / package).mkdir(parents=True)
+    (src / package / "__init__.py").write_text("")
+    for name, source in modules.items():
+        (src / package / name).write_text(source)
+    (src / "pyproject.toml").write_text(pyproject)
+    site = root / "site"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+         "--no-index", "--quiet", "--target", str(site), str(src)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return site
+
+
 def parse_job_stats(text: str) -> dict[str, int]:
     if "Nothing to be done" in text:
         return {}

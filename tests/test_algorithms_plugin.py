@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, install_package
 
 PLUGIN = "gain_sign"  # entry-point name = the class's `name`
 MODULE = '''
@@ -103,18 +103,8 @@ print(json.dumps({
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The plugin package built and pip-installed into a temporary target folder."""
-    root = tmp_path_factory.mktemp("plugin")
-    src = root / "src"
-    (src / "bibench_test_plugin").mkdir(parents=True)
-    (src / "bibench_test_plugin" / "__init__.py").write_text("")
-    (src / "bibench_test_plugin" / "gain_sign.py").write_text(MODULE)
-    (src / "pyproject.toml").write_text(PYPROJECT)
-    site = root / "site"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "--target", str(site), str(src)],
-        capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    site = install_package(tmp_path_factory.mktemp("plugin"), "bibench_test_plugin",
+                           {"gain_sign.py": MODULE}, PYPROJECT)
     assert list(site.glob("bibench_test_plugin-*.dist-info/entry_points.txt"))
     return site
 

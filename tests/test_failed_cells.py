@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Workflow
+from conftest import Workflow, install_package
 
 from bibench.io import read_table
 from bibench.training.checkpoint import save_checkpoint
@@ -150,19 +150,8 @@ def test_a_cell_that_did_not_train_is_not_run_exported_or_timed(
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory) -> Path:
     """The raising plugin built and pip-installed into a temporary target folder."""
-    root = tmp_path_factory.mktemp("boom-plugin")
-    src = root / "src"
-    (src / "bibench_boom_plugin").mkdir(parents=True)
-    (src / "bibench_boom_plugin" / "__init__.py").write_text("")
-    (src / "bibench_boom_plugin" / "boom.py").write_text(MODULE)
-    (src / "pyproject.toml").write_text(PYPROJECT)
-    site = root / "site"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "--target", str(site), str(src)],
-        capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return site
+    return install_package(tmp_path_factory.mktemp("boom-plugin"), "bibench_boom_plugin",
+                           {"boom.py": MODULE}, PYPROJECT)
 
 
 def _run(root: Path, site: Path, config: dict, *args: str) -> Workflow:
