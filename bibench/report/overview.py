@@ -186,9 +186,13 @@ def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
 def separations(comparisons: pd.DataFrame | None) -> list[str]:
     """How many differences between algorithms of the same task and architecture are
     significant at 95% on the paired tests (results/comparisons.parquet), and which."""
-    if comparisons is None or comparisons.empty:
-        return ["No paired test between algorithms (no per-example predictions): no "
-                "difference can be called significant."]
+    if comparisons is None:
+        return ["No paired test between algorithms (no comparisons table): no difference "
+                "can be called significant."]
+    if comparisons.empty:
+        return ["No two binarized algorithms of the same task and architecture have "
+                "per-example predictions to compare (fewer than two algorithms, or only "
+                "detection tasks): no difference is called."]
     seeds = int(comparisons["seeds"].min())
     real = comparisons[comparisons["better"] != "tied"]
     lines = [f"Paired tests of the clean metric ({comparisons['method'].iloc[0]}): "
