@@ -26,7 +26,7 @@ def rankings(results: Path) -> dict[str, Any]:
     from bibench.io import read_table
     from bibench.metrics.comparisons import beats
     from bibench.metrics.seeds import mean_ci
-    from bibench.report.cells import cell_marks
+    from bibench.report.cells import cell_marks, unranked
     from bibench.report.paper import cell_row
     from bibench.report.ranking import (
         best_and_worst,
@@ -39,6 +39,7 @@ def rankings(results: Path) -> dict[str, Any]:
     pairs = read_table(results / "comparisons.parquet", "comparisons")
     reps = replicates(read_table(results / "bootstrap.parquet", "bootstrap"))
     marks = cell_marks(metrics)
+    excluded = unranked(metrics)
     clean = metrics[metrics["condition"] == "clean"]
     seeds = int(clean["seed"].nunique())
     out: dict[str, Any] = {"seeds": seeds, "summary": {}}
@@ -57,7 +58,7 @@ def rankings(results: Path) -> dict[str, Any]:
             }
         out[name] = per_algo
         ranked = {a: v["mean"] for a, v in per_algo.items()
-                  if a != FP32 and not v["mark"] and v["mean"] is not None}
+                  if a != FP32 and (task, arch, a) not in excluded and v["mean"] is not None}
         top, bottom = best_and_worst(ranked, beats(pairs, task, arch))
         mine = pairs[(pairs["task"] == task) & (pairs["arch"] == arch)]
         significant = mine[mine["better"] != "tied"]

@@ -63,7 +63,8 @@ def test_all_tied_says_so():
     pairs, _ = compare_algorithms(evals, replicates=300)
     top, bottom = best_and_worst({"bnn": 0.75, "xnor": 0.7525}, beats(pairs, "t", "a"))
     assert significant_marks(top, bottom) == (set(), set())
-    assert ranking_text(top, bottom, 2, 3).startswith("all 2 tied")
+    assert ranking_text(top, bottom, 2, 3) == (
+        "all 2 tied for best; all 2 tied for worst (95%, paired)")
 
 
 def test_partial_coverage_is_never_best():
@@ -117,3 +118,16 @@ def test_rank_agreement_has_an_interval():
         "+1.00 [+1.00, +1.00] (n=4)")
     assert rank_agreement(means, None, paper) == "+1.00 (n=4; no interval)"
     assert rank_agreement({"bnn": 0.5}, None, paper).startswith("n/a (1 algorithm")
+
+
+def test_failed_at_chance_and_eval_gap_cells_are_not_ranked_but_not_converged_ones_are():
+    from bibench.report.cells import unranked
+
+    rows = [("bnn", "ok", False, False), ("xnor", "ok", True, False),
+            ("fda", "ok", False, True), ("recu", "diverged", False, False),
+            ("dorefa", "ok", False, False)]
+    metrics = pd.DataFrame([{"task": "t", "arch": "a", "algorithm": a, "seed": 0,
+                             "condition": "clean", "train_status": st, "at_chance": chance,
+                             "eval_gap": gap, "convergence": "not converged"}
+                            for a, st, chance, gap in rows])
+    assert unranked(metrics) == {("t", "a", "xnor"), ("t", "a", "fda"), ("t", "a", "recu")}

@@ -47,6 +47,20 @@ def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     return marks
 
 
+def unranked(metrics: pd.DataFrame) -> set[tuple[str, str, str]]:
+    """(task, arch, algorithm) whose clean metric is never ranked: training failed, diverged
+    or was skipped, or in any seed it sits at chance or has an eval gap (its evaluation does
+    not measure the model that trained). `not converged` is a note, not a reason: every
+    algorithm of a task has the same recipe."""
+    clean = metrics[metrics["condition"] == "clean"]
+    bad = clean["train_status"] != "ok"
+    for column in ("at_chance", "eval_gap"):
+        if column in clean.columns:
+            bad = bad | clean[column].fillna(False).astype(bool)
+    return {tuple(k) for k in clean.loc[bad, ["task", "arch", "algorithm"]]
+            .itertuples(index=False)}
+
+
 def _paper_label(stands_in_for: str, arch: str) -> tuple[dict[str, float], str]:
     paper = cell_row(stands_in_for, arch)
     if paper.empty:
@@ -78,6 +92,7 @@ def task_tables(metrics: pd.DataFrame, stats: dict[tuple, Stat],
     )
 
     marks = cell_marks(metrics)
+    excluded = unranked(metrics)
     tables = []
     clean = metrics[metrics["condition"] == "clean"]
     for task, group in clean.groupby("task", sort=True):
@@ -89,9 +104,8 @@ def task_tables(metrics: pd.DataFrame, stats: dict[tuple, Stat],
             ours = {a: stats.get((task, arch, a, "clean", 0, "value"), Stat(math.nan))
                     for a in algorithms}
             present = set(group[group["arch"] == arch]["algorithm"])
-            # a marked cell (failed, at chance, eval gap, not converged) is never ranked
             ranked = {a: s.mean for a, s in ours.items()
-                      if a != FP32 and a in present and not marks.get((task, arch, a))}
+                      if a != FP32 and a in present and (task, arch, a) not in excluded}
             top, bottom, ranking = [], [], "no paired tests (no per-example predictions)"
             if comparisons is not None and len(comparisons):
                 top, bottom = best_and_worst(ranked, beats(comparisons, task, arch))

@@ -69,12 +69,15 @@ def ranking_text(top: list[str], bottom: list[str], n: int, seeds: int) -> str:
     if n < 2:
         return "fewer than two comparable algorithms"
     one_seed = " (one seed: a second seed may reverse it)" if seeds < 2 else ""
-    if len(top) == n:
-        return f"all {n} tied: no difference is significant at 95%{one_seed}"
-    best = f"best: {top[0]}" if len(top) == 1 else f"tied for best: {', '.join(top)}"
-    worst = (f"worst: {bottom[0]}" if len(bottom) == 1
-             else f"tied for worst: {', '.join(bottom)}")
-    return f"{best}; {worst} (95%, paired){one_seed}"
+
+    def part(names: list[str], which: str) -> str:
+        if len(names) == 1:
+            return f"{which}: {names[0]}"
+        if len(names) == n:
+            return f"all {n} tied for {which}"
+        return f"tied for {which}: {', '.join(names)}"
+
+    return f"{part(top, 'best')}; {part(bottom, 'worst')} (95%, paired){one_seed}"
 
 
 def rank_agreement(means: Mapping[str, float], reps: pd.DataFrame | None,
