@@ -56,7 +56,11 @@ def test_separations_name_only_significant_differences():
     assert lines[1:] == ["t/a: fda > bnn by 5.00 points [2.00, 8.00]"]
     assert separations(pairs.iloc[1:].assign(seeds=3))[0].endswith("the others are tied.")
     assert separations(None)[0].startswith("No paired test")
-    assert separations(pairs.iloc[:0])[0].startswith("No two binarized algorithms")
+    assert separations(pairs.iloc[:0])[0].startswith("No two comparable binarized algorithms")
+    # a pair with a cell at chance (or failed, or with an eval gap) is no finding
+    assert separations(pairs, {("t", "a", "fda")})[0].startswith(
+        "Paired tests of the clean metric (paired bootstrap over test examples (one seed)): "
+        "0 of 1 differences")
 
 
 def _metrics_for_tables() -> pd.DataFrame:

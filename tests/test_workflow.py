@@ -110,7 +110,7 @@ def test_report_shows_seeds_paper_and_reference(tiny_run):
     assert "embedded stand-in for CIFAR-10" in html
     # the tiny grid has one binarized algorithm: the findings say there is nothing to pair,
     # and the per-task tables carry the ranking and the interval columns
-    assert "No two binarized algorithms of the same task and architecture" in html
+    assert "No two comparable binarized algorithms of the same task and architecture" in html
     assert "rank agreement (Spearman, 95% interval)" in html and "ranking (paired tests)" in html
     assert "reference (x over FP32)" in html and "ISA features" in html
 

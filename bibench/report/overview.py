@@ -183,16 +183,24 @@ def largest_drops(stats: dict[tuple, Stat]) -> list[str]:
     return lines
 
 
-def separations(comparisons: pd.DataFrame | None) -> list[str]:
+def separations(comparisons: pd.DataFrame | None,
+                unranked: set[tuple[str, str, str]] = frozenset()) -> list[str]:
     """How many differences between algorithms of the same task and architecture are
-    significant at 95% on the paired tests (results/comparisons.parquet), and which."""
+    significant at 95% on the paired tests (results/comparisons.parquet), and which; pairs
+    with a cell that is never ranked (`unranked`: failed, at chance, eval gap) are left out."""
+    if comparisons is not None and len(comparisons) and unranked:
+        keep = [(t, a, x) not in unranked and (t, a, y) not in unranked
+                for t, a, x, y in comparisons[["task", "arch", "algorithm_a", "algorithm_b"]]
+                .itertuples(index=False)]
+        comparisons = comparisons[keep]
     if comparisons is None:
         return ["No paired test between algorithms (no comparisons table): no difference "
                 "can be called significant."]
     if comparisons.empty:
-        return ["No two binarized algorithms of the same task and architecture have "
-                "per-example predictions to compare (fewer than two algorithms, or only "
-                "detection tasks): no difference is called."]
+        return ["No two comparable binarized algorithms of the same task and architecture "
+                "have per-example predictions (fewer than two algorithms, cells failed, at "
+                "chance or with an eval gap, or only detection tasks): no difference is "
+                "called."]
     seeds = int(comparisons["seeds"].min())
     real = comparisons[comparisons["better"] != "tied"]
     lines = [f"Paired tests of the clean metric ({comparisons['method'].iloc[0]}): "
@@ -200,7 +208,8 @@ def separations(comparisons: pd.DataFrame | None) -> list[str]:
              f"the same task and architecture are significant at 95%; the others are tied"
              + (". One seed: a second seed may still reverse a significant difference"
                 if seeds < 2 else "") + ("." if real.empty else ":")]
-    for r in real.sort_values(["task", "arch", "difference"]).itertuples():
+    ordered = real.assign(_gap=-real["difference"].abs()).sort_values(["task", "arch", "_gap"])
+    for r in ordered.itertuples():
         worse = r.algorithm_b if r.better == r.algorithm_a else r.algorithm_a
         gap = abs(r.difference) * 100
         low, high = sorted(abs(v) * 100 for v in (r.ci95_low, r.ci95_high))
@@ -217,7 +226,9 @@ def findings(tracks: pd.DataFrame, latency: pd.DataFrame, stats: dict[tuple, Sta
         ["task", "arch", "algorithm", "seed"])
     lines = (best_per_track(tracks, replicates) + deployment_findings(latency)
              + largest_drops(stats))
-    lines += separations(comparisons)
+    from bibench.report.cells import unranked
+
+    lines += separations(comparisons, unranked(metrics))
     if len(failed):
         lines.append(f"{len(failed)} cell(s) failed or diverged in training: " + ", ".join(
             f"{r.task}/{r.arch}/{r.algorithm}/seed{r.seed} ({r.train_status})"
