@@ -67,8 +67,10 @@ class Workflow:
         return re.findall(r"^\s+output: (.+)$", proc.stdout + proc.stderr, flags=re.M)
 
 
-def install_package(root: Path, package: str, modules: dict[str, str], pyproject: str) -> Path:
-    """Build the plugin package `package` (its `modules`: file name -> source) in `root` and
+def install_package(root: Path, package: str, modules: dict[str, str],
+                    algorithms: dict[str, str]) -> Path:
+    """Build the plugin package `package` (its `modules`: file name -> source) in `root`,
+    registering `algorithms` (name -> "module:Class") as bibench.algorithms entry points, and
     pip-install it, offline, into a target folder, returned: put it on PYTHONPATH to use it."""
     import subprocess
     import sys
@@ -78,7 +80,12 @@ def install_package(root: Path, package: str, modules: dict[str, str], pyproject
     (src / package / "__init__.py").write_text("")
     for name, source in modules.items():
         (src / package / name).write_text(source)
-    (src / "pyproject.toml").write_text(pyproject)
+    entries = "\n".join(f'{name} = "{package}.{target}"' for name, target in algorithms.items())
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'\n[project]\nname = "{package.replace("_", "-")}"\nversion = "0.0.1"\n'
+        f'\n[project.entry-points."bibench.algorithms"]\n{entries}\n'
+        f'\n[tool.setuptools]\npackages = ["{package}"]\n')
     site = root / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",

@@ -56,21 +56,6 @@ class GainSign(Algorithm):
     def extra_fp_params(self, layer: BinarizedLayer) -> int:
         return layer.weight.shape[0]
 '''
-PYPROJECT = f'''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "bibench-test-plugin"
-version = "0.0.1"
-
-[project.entry-points."bibench.algorithms"]
-{PLUGIN} = "bibench_test_plugin.gain_sign:GainSign"
-
-[tool.setuptools]
-packages = ["bibench_test_plugin"]
-'''
 CHECK = '''
 import json, sys
 import torch
@@ -104,7 +89,8 @@ print(json.dumps({
 def plugin_site(tmp_path_factory) -> Path:
     """The plugin package built and pip-installed into a temporary target folder."""
     site = install_package(tmp_path_factory.mktemp("plugin"), "bibench_test_plugin",
-                           {"gain_sign.py": MODULE}, PYPROJECT)
+                           {"gain_sign.py": MODULE},
+                           {PLUGIN: "gain_sign:GainSign"})
     assert list(site.glob("bibench_test_plugin-*.dist-info/entry_points.txt"))
     return site
 

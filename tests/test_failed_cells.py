@@ -45,21 +45,6 @@ class Boom(Algorithm):
     def binarize_weight(self, layer, weight):
         raise RuntimeError("{ERROR}")
 '''
-PYPROJECT = f'''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "bibench-boom-plugin"
-version = "0.0.1"
-
-[project.entry-points."bibench.algorithms"]
-{PLUGIN} = "bibench_boom_plugin.boom:Boom"
-
-[tool.setuptools]
-packages = ["bibench_boom_plugin"]
-'''
 
 TASK = {"dataset": "digits_embedded", "max_train": 128, "max_test": 64,
         "architectures": ["resnet20"],
@@ -151,7 +136,7 @@ def test_a_cell_that_did_not_train_is_not_run_exported_or_timed(
 def plugin_site(tmp_path_factory) -> Path:
     """The raising plugin built and pip-installed into a temporary target folder."""
     return install_package(tmp_path_factory.mktemp("boom-plugin"), "bibench_boom_plugin",
-                           {"boom.py": MODULE}, PYPROJECT)
+                           {"boom.py": MODULE}, {PLUGIN: "boom:Boom"})
 
 
 def _run(root: Path, site: Path, config: dict, *args: str) -> Workflow:
