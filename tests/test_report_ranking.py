@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bibench.metrics.comparisons import beats, compare_algorithms
 from bibench.report.common import Stat
@@ -131,3 +132,22 @@ def test_failed_at_chance_and_eval_gap_cells_are_not_ranked_but_not_converged_on
                              "eval_gap": gap, "convergence": "not converged"}
                             for a, st, chance, gap in rows])
     assert unranked(metrics) == {("t", "a", "xnor"), ("t", "a", "fda"), ("t", "a", "recu")}
+
+
+def test_an_algorithm_whose_seeds_disagree_by_more_than_ten_points_is_marked_and_not_ranked():
+    from bibench.metrics.quality import seed_ranges
+    from bibench.report.cells import cell_marks, unranked
+
+    values = {"bnn": (0.90, 0.93, 0.92), "bireal": (0.92, 0.90, 0.81), "fda": (0.95, 0.85, 0.9)}
+    metrics = pd.DataFrame([{"task": "t", "arch": "a", "algorithm": a, "seed": s,
+                             "condition": "clean", "train_status": "ok", "value": v}
+                            for a, vs in values.items() for s, v in enumerate(vs)])
+    assert seed_ranges(metrics[metrics["condition"] == "clean"]) == pytest.approx(
+        {("t", "a", "bnn"): 0.03, ("t", "a", "bireal"): 0.11, ("t", "a", "fda"): 0.10})
+    # 10.0 points is at the limit, not beyond it
+    assert unranked(metrics) == {("t", "a", "bireal")}
+    assert cell_marks(metrics)[("t", "a", "bireal")] == (
+        "unstable over seeds (range 11.0 points > 10)")
+    assert cell_marks(metrics)[("t", "a", "fda")] == ""
+    # one seed has no range: nothing is unstable
+    assert unranked(metrics[metrics["seed"] == 0]) == set()

@@ -30,6 +30,22 @@ def test_divergence_is_reported_not_hidden(digits):
     assert len(records) == 1 and records[0]["status"] == "diverged"
 
 
+def test_frozen_parameters_keep_their_values_and_a_prefix_that_names_nothing_is_refused(digits):
+    model = build_model("resnet20", digits.input_shape, digits.num_classes)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    settings = TrainSettings.from_config({"epochs": 1, "batch_size": 64, "frozen": ["fc.", "bn1"]})
+    train(model, digits.x_train[:128], digits.y_train[:128], settings, seed=0,
+          device=torch.device("cpu"))
+    after = dict(model.named_parameters())
+    frozen = [n for n in before if n.startswith(("fc.", "bn1"))]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert not torch.equal(before["layers.0.conv1.weight"], after["layers.0.conv1.weight"])
+    with pytest.raises(ValueError, match=r"'frozen': \['embeddings.word_embeddings'\] name no"):
+        train(model, digits.x_train[:64], digits.y_train[:64],
+              TrainSettings(epochs=1, frozen=("embeddings.word_embeddings",)), seed=0,
+              device=torch.device("cpu"))
+
+
 def test_finetuned_cell_starts_from_the_pretrained_weights(trained_fp32, digits):
     fp_model, _ = trained_fp32
     cell = build_cell_model("resnet20", "bnn", digits.input_shape, digits.num_classes, fp_model)

@@ -141,7 +141,7 @@ PAPER_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
     "pointnet_vanilla": ((3, 1024), 40), "pointnet": ((3, 1024), 40),
     "pointnet_seg": ((3, 2048), 50),
     "bert_tiny4": ((128,), 2), "bert_tiny6": ((128,), 2), "bert_base": ((128,), 2),
-    "minilm_l6": ((128,), 2),
+    "minilm_l6": ((128,), 2), "minilm_l2": ((128,), 2),
     "fsmn": ((98, 32), 12), "dfsmn": ((98, 32), 12),
 }
 

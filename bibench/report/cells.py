@@ -9,7 +9,7 @@ import math
 import pandas as pd
 
 from bibench.catalog import FP32
-from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK, NOT_CONVERGED
+from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK, NOT_CONVERGED, unstable_over_seeds
 from bibench.report.common import Stat, algorithm_order, png, pyplot
 from bibench.report.paper import cell_row
 
@@ -28,10 +28,11 @@ SHOWN = [("value", "metric (x100)", 100.0), ("relative_to_fp32", "of FP32 (%)", 
 
 def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     """Per (task, arch, algorithm): what is wrong with it ('' when nothing): a training status
-    other than ok, at chance, eval gap or not converged in any seed (bibench.metrics.quality),
-    and any mark column another stage added."""
+    other than ok, at chance, eval gap or not converged in any seed, unstable over seeds
+    (bibench.metrics.quality), and any mark column another stage added."""
     marks: dict[tuple[str, str, str], str] = {}
     clean = metrics[metrics["condition"] == "clean"]
+    unstable = unstable_over_seeds(clean)
     extra = [c for c in MARK_COLUMNS if c in clean.columns]
     for key, rows in clean.groupby(["task", "arch", "algorithm"]):
         found = sorted({s for s in rows["train_status"] if s != "ok"})
@@ -43,22 +44,25 @@ def cell_marks(metrics: pd.DataFrame) -> dict[tuple[str, str, str], str]:
             found.append(EVAL_GAP_MARK)
         if "convergence" in rows.columns and (rows["convergence"] == NOT_CONVERGED).any():
             found.append(NOT_CONVERGED)
+        if key in unstable:
+            found.append(unstable[key])
         marks[key] = "; ".join(found)
     return marks
 
 
 def unranked(metrics: pd.DataFrame) -> set[tuple[str, str, str]]:
     """(task, arch, algorithm) whose clean metric is never ranked: training failed, diverged
-    or was skipped, or in any seed it sits at chance or has an eval gap (its evaluation does
-    not measure the model that trained). `not converged` is a note, not a reason: every
+    or was skipped, in any seed it sits at chance or has an eval gap (its evaluation does
+    not measure the model that trained), or its seeds disagree by more than the seed-range
+    limit (its rank would be its seed's). `not converged` is a note, not a reason: every
     algorithm of a task has the same recipe."""
     clean = metrics[metrics["condition"] == "clean"]
     bad = clean["train_status"] != "ok"
     for column in ("at_chance", "eval_gap"):
         if column in clean.columns:
             bad = bad | clean[column].fillna(False).astype(bool)
-    return {tuple(k) for k in clean.loc[bad, ["task", "arch", "algorithm"]]
-            .itertuples(index=False)}
+    return ({tuple(k) for k in clean.loc[bad, ["task", "arch", "algorithm"]]
+             .itertuples(index=False)} | set(unstable_over_seeds(clean)))
 
 
 def _paper_label(stands_in_for: str, arch: str) -> tuple[dict[str, float], str]:

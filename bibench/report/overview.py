@@ -187,7 +187,8 @@ def separations(comparisons: pd.DataFrame | None,
                 unranked: set[tuple[str, str, str]] = frozenset()) -> list[str]:
     """How many differences between algorithms of the same task and architecture are
     significant at 95% on the paired tests (results/comparisons.parquet), and which; pairs
-    with a cell that is never ranked (`unranked`: failed, at chance, eval gap) are left out."""
+    with a cell that is never ranked (`unranked`: failed, at chance, eval gap, unstable
+    over seeds) are left out."""
     if comparisons is not None and len(comparisons) and unranked:
         keep = [(t, a, x) not in unranked and (t, a, y) not in unranked
                 for t, a, x, y in comparisons[["task", "arch", "algorithm_a", "algorithm_b"]]
@@ -199,8 +200,8 @@ def separations(comparisons: pd.DataFrame | None,
     if comparisons.empty:
         return ["No two comparable binarized algorithms of the same task and architecture "
                 "have per-example predictions (fewer than two algorithms, cells failed, at "
-                "chance or with an eval gap, or only detection tasks): no difference is "
-                "called."]
+                "chance, with an eval gap or unstable over seeds, or only detection tasks): "
+                "no difference is called."]
     seeds = int(comparisons["seeds"].min())
     real = comparisons[comparisons["better"] != "tied"]
     lines = [f"Paired tests of the clean metric ({comparisons['method'].iloc[0]}): "

@@ -34,6 +34,10 @@ class TrainSettings:
     weight_decay: float = 0.0
     scheduler: str = "cosine"
     precision: str = "fp32"  # or "bf16": autocast of forward and loss; weights stay fp32
+    # parameters kept as they are, by name prefix (e.g. a transformer's word embeddings:
+    # on a few hundred sentences their 30522 rows only memorize, and updating them is most of
+    # a step's time)
+    frozen: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, settings: dict[str, Any]) -> TrainSettings:
@@ -41,6 +45,8 @@ class TrainSettings:
         unknown = set(settings) - names
         if unknown:
             raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        if "frozen" in settings:
+            settings = {**settings, "frozen": tuple(settings["frozen"])}
         return cls(**settings)
 
     def __post_init__(self) -> None:
@@ -50,6 +56,22 @@ class TrainSettings:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown training precision {self.precision!r}; expected one of "
                              f"{PRECISIONS}")
+
+
+def freeze(model: nn.Module, prefixes: tuple[str, ...]) -> int:
+    """Stop training the parameters whose names start with one of `prefixes`; a prefix that
+    names no parameter is a config error (a typo would silently train everything)."""
+    names = [n for n, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if unmatched:
+        raise ValueError(f"training setting 'frozen': {unmatched} name no parameter of the "
+                         f"model (its parameters start with e.g. {names[:3]})")
+    count = 0
+    for name, param in model.named_parameters():
+        if name.startswith(prefixes):
+            param.requires_grad_(False)
+            count += param.numel()
+    return count
 
 
 def make_optimizer(model: nn.Module, s: TrainSettings) -> Adam | SGD:
@@ -127,6 +149,9 @@ def train(
     the model as it will be evaluated, beside what the last epoch saw.
     """
     model.to(device).train()
+    if settings.frozen:
+        log.info("%d parameters frozen (%s)", freeze(model, settings.frozen),
+                 ", ".join(settings.frozen))
     with nondeterministic_ops() as ops:
         records = _epochs(model, x, y, settings, seed=seed, device=device, task_type=task_type)
         for r in records:
