@@ -9,6 +9,10 @@ Every Parquet file under either folder must exist in both, with the same schema 
 columns that hold wall-clock time (and the ratios and track values computed from it) are left
 out, and so are the few cells that differ between two runs of the same code (RUN_DEPENDENT, with
 the reason). Exit status 1 and one line per difference otherwise.
+
+A refactoring that moves code between files changes every job's code fingerprint by design (it
+hashes the files a job's results depend on): `--ignore-code` leaves the `code_fingerprint`
+column out too, so that what remains is whether any result changed.
 """
 
 from __future__ import annotations
@@ -41,9 +45,13 @@ TIMING_ROWS = {
 RUN_DEPENDENT = {("export.parquet", "file_bytes"): ("form", frozenset({"openvino_binary"}))}
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict]]:
+CODE_COLUMNS = frozenset({"code_fingerprint"})
+
+
+def _rows(path: Path, ignored: frozenset[str] = TIMING_COLUMNS
+          ) -> tuple[list[str], list[dict]]:
     table = pq.read_table(path)
-    columns = [c for c in table.column_names if c not in TIMING_COLUMNS]
+    columns = [c for c in table.column_names if c not in ignored]
     rows = table.select(columns).to_pylist()
     if path.name in TIMING_ROWS:
         column, values = TIMING_ROWS[path.name]
@@ -60,9 +68,11 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def compare_tables(old: Path, new: Path) -> list[str]:
-    """The differences between two Parquet files, timing columns and rows aside."""
-    (old_schema, old_rows), (new_schema, new_rows) = _rows(old), _rows(new)
+def compare_tables(old: Path, new: Path, ignore_code: bool = False) -> list[str]:
+    """The differences between two Parquet files, timing columns and rows aside (and the
+    code fingerprints, with `ignore_code`)."""
+    ignored = TIMING_COLUMNS | (CODE_COLUMNS if ignore_code else frozenset())
+    (old_schema, old_rows), (new_schema, new_rows) = _rows(old, ignored), _rows(new, ignored)
     if old_schema != new_schema:
         return [f"{new}: schema {new_schema} != {old_schema}"]
     if len(old_rows) != len(new_rows):
@@ -76,14 +86,14 @@ def compare_tables(old: Path, new: Path) -> list[str]:
     return diffs
 
 
-def compare_runs(old: Path, new: Path) -> tuple[int, list[str]]:
+def compare_runs(old: Path, new: Path, ignore_code: bool = False) -> tuple[int, list[str]]:
     """(number of tables compared, differences) between two results folders."""
     old_files = {p.relative_to(old) for p in old.rglob("*.parquet")}
     new_files = {p.relative_to(new) for p in new.rglob("*.parquet")}
     diffs = [f"only in {old}: {p}" for p in sorted(old_files - new_files)]
     diffs += [f"only in {new}: {p}" for p in sorted(new_files - old_files)]
     for rel in sorted(old_files & new_files):
-        diffs += compare_tables(old / rel, new / rel)
+        diffs += compare_tables(old / rel, new / rel, ignore_code)
     return len(old_files & new_files), diffs
 
 
@@ -91,11 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("old", type=Path, help="results folder of the reference run")
     parser.add_argument("new", type=Path, help="results folder of the run to check")
+    parser.add_argument("--ignore-code", action="store_true",
+                        help="leave out code fingerprints (a refactoring changes them)")
     args = parser.parse_args(argv)
-    n, diffs = compare_runs(args.old, args.new)
+    n, diffs = compare_runs(args.old, args.new, args.ignore_code)
     for line in diffs:
         print(line)
-    print(f"{n} tables compared, {len(diffs)} differences (timing columns aside)")
+    aside = "timing columns and code fingerprints" if args.ignore_code else "timing columns"
+    print(f"{n} tables compared, {len(diffs)} differences ({aside} aside)")
     return 1 if diffs or n == 0 else 0
 
 

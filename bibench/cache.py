@@ -49,7 +49,8 @@ EXPORT = ("export/*.py", "latency/timing.py", "metrics/complexity.py", "metrics/
 # (Training code too: the device set-up lives there, and a change to training changes the
 # checkpoint that the evaluation reads anyway.)
 MEASUREMENT = (*TRAINING, *EVALUATION, "metrics/complexity.py")
-LATENCY = ("latency/*.py",)
+# (the export forms' registry: which forms a cell has and how a not-exported one is noted)
+LATENCY = ("latency/*.py", "export/forms.py")
 # The registries the aggregate and the report read architectures' families and algorithms'
 # facts from (for the aggregate, job_sources adds the grid's architecture and algorithm modules).
 REGISTRIES = ("models/__init__.py", "algorithms/__init__.py", "algorithms/base.py")

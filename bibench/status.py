@@ -53,6 +53,7 @@ from bibench.config import (
     sensitivity_run_settings,
     training_settings,
 )
+from bibench.export.forms import form_paths
 from bibench.io import DamagedFileError, read_table, recovery_command
 
 UP_TO_DATE, STALE, FAILED, DIVERGED, AT_CHANCE, EVAL_GAP = (
@@ -61,7 +62,6 @@ DAMAGED = "damaged"
 # Snakemake's plan for one output file (snakemake --summary): (rule, its status, the plan).
 Plan = dict[Path, tuple[str, str, str]]
 PENDING = "update pending"
-EXPORT_FILES = ("model.onnx", "model.qonnx.onnx", "openvino")
 
 
 @dataclass
@@ -114,7 +114,7 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
         train,
         Job("evaluate", {**measured, "export": {"dataset": data, "settings": config["export"]}},
             code("evaluate"), {**tables, "export": cell / "export.parquet"},
-            [cell / n for n in EXPORT_FILES], [model]),
+            [cell / n for n in form_paths()], [model]),
         Job("latency", {"latency": {"settings": config["latency"]}}, code("latency"),
             {"latency": cell / "latency.parquet"}, [],
             [cell / "model.onnx", cell / "export.parquet", fp32_onnx]),
@@ -366,7 +366,7 @@ def summary_status(root: Path, cell_tables: list[Path], plan: Plan | None
                    ) -> list[CellStatus]:
     """The aggregate tables' line and the report's: missing, damaged or recomputed by the next
     run (from `cell_tables`, the aggregate's inputs), and a report job that failed."""
-    from bibench.jobs import report_notes
+    from bibench.report.notes import report_notes
 
     tables = {name: root / rel for name, rel in SUMMARY_TABLES.items()}
     why = [f"missing file {p}" for p in tables.values() if not p.exists()]

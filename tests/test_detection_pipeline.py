@@ -84,8 +84,9 @@ def test_detection_cells_export_time_and_count(tmp_path, monkeypatch, arch):
                       corruptions={"corruptions": {}, "files": None},
                       export_settings=_settings("export"), threads=1, checkpoint=str(checkpoint),
                       eval_table=str(folder / "eval.parquet"), code="c",
-                      onnx=str(folder / "model.onnx"), qonnx=str(folder / "model.qonnx.onnx"),
-                      openvino=str(folder / "openvino"),
+                      forms={"onnx": str(folder / "model.onnx"),
+                             "qonnx": str(folder / "model.qonnx.onnx"),
+                             "openvino": str(folder / "openvino")},
                       export_table=str(folder / "export.parquet"),
                       complexity=str(folder / "complexity.parquet"))
         export = read_table(folder / "export.parquet", "export").set_index("form")

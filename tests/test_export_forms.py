@@ -7,7 +7,6 @@ margins, so the engines must agree on the argmax and on the logits to float roun
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -461,8 +460,8 @@ def test_a_corrupted_form_fails_with_the_default_sample_counts(trained, tmp_path
     count, by the checks the evaluate job runs."""
     import bibench.export.onnx as export_onnx_module
     import bibench.export.qonnx as export_qonnx_module
-    from bibench import jobs
     from bibench.config import load_config
+    from bibench.export.forms import EXPORT_FORMS, FormInput
 
     settings = load_config(Path(__file__).parents[1] / "config" / "config.yaml")["export"]
     models, x = trained
@@ -477,12 +476,17 @@ def test_a_corrupted_form_fails_with_the_default_sample_counts(trained, tmp_path
         real(net, example, path, **kwargs)
         _negate_first_binary_weights(Path(path))
 
-    base = {"form": form}
-    # a binarized model's QONNX form is judged on the argmax alone (jobs._qonnx_form)
-    write = {"onnx": jobs._onnx_form,
-             "qonnx": functools.partial(jobs._qonnx_form, binarized=True)}[form]
-    good = write(model, x, ref, str(tmp_path / "good.onnx"), settings, base, True)
+    form_object = next(f for f in EXPORT_FORMS if f.name == form)
+
+    def write(path: str) -> dict:
+        # a binarized model's QONNX form is judged on the argmax alone (qonnx.write_form)
+        return form_object.write(FormInput(
+            model=model, graph=model, x=x, reference=ref, detections=None, detector=False,
+            algorithm="bnn", settings=settings, base={"form": form}, enforce=True, threads=1,
+            path=path))
+
+    good = write(str(tmp_path / "good.onnx"))
     assert good["status"] == "ok", good
     monkeypatch.setattr(module, name, corrupted)
-    bad = write(model, x, ref, str(tmp_path / "bad.onnx"), settings, base, True)
+    bad = write(str(tmp_path / "bad.onnx"))
     assert bad["status"].startswith(f"failed: {form} disagrees with PyTorch"), bad

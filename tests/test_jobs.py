@@ -11,7 +11,7 @@ from bibench.training.checkpoint import save_checkpoint
 
 
 def test_a_failing_training_run_becomes_a_failed_cell(digits):
-    from bibench.jobs import _train_or_fail
+    from bibench.training.loop import train_or_fail
 
     class Broken(nn.Module):
         def __init__(self):
@@ -21,7 +21,7 @@ def test_a_failing_training_run_becomes_a_failed_cell(digits):
         def forward(self, x):
             raise RuntimeError("kernel exploded")
 
-    records = _train_or_fail(Broken(), digits, {"epochs": 1}, 0, torch.device("cpu"))
+    records = train_or_fail(Broken(), digits, {"epochs": 1}, 0, torch.device("cpu"))
     assert len(records) == 1 and records[0]["status"].startswith("failed: RuntimeError")
     assert math.isnan(records[0]["loss"])
 
@@ -43,13 +43,13 @@ def test_cells_that_did_not_train_evaluate_to_nan(tmp_path, trained_fp32, digits
 
 
 def test_a_cell_at_chance_level_is_not_held_to_parity():
-    from bibench.jobs import CleanResult, _at_chance
+    from bibench.export.forms import parity_enforced
 
-    assert _at_chance(CleanResult(None, 0.62, 0.60), "accuracy")  # the majority class + 2
-    assert not _at_chance(CleanResult(None, 0.97, 0.60), "accuracy")
-    assert _at_chance(CleanResult(None, 0.04, 0.002), "voc07_map")  # random boxes + 4
-    assert not _at_chance(CleanResult(None, 0.54, 0.002), "voc07_map")
-    assert not _at_chance(CleanResult(None, 0.10, float("nan")), "pearson_spearman")
+    assert not parity_enforced(0.62, 0.60, "accuracy")  # the majority class + 2
+    assert parity_enforced(0.97, 0.60, "accuracy")
+    assert not parity_enforced(0.04, 0.002, "voc07_map")  # random boxes + 4
+    assert parity_enforced(0.54, 0.002, "voc07_map")
+    assert parity_enforced(0.10, float("nan"), "pearson_spearman")
 
 
 def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained_fp32, digits,
@@ -79,12 +79,24 @@ def test_the_export_checks_parity_against_the_clean_evaluation(tmp_path, trained
              threads=1, checkpoint=str(tmp_path / "m.pt"),
              eval_table=str(tmp_path / "eval.parquet"), code="c",
              export_table=str(tmp_path / "export.parquet"),
-             complexity=str(tmp_path / "complexity.parquet"), onnx=str(tmp_path / "m.onnx"),
-             qonnx=str(tmp_path / "m.qonnx.onnx"), openvino=str(tmp_path / "openvino"))
+             complexity=str(tmp_path / "complexity.parquet"),
+             forms={"onnx": str(tmp_path / "m.onnx"), "qonnx": str(tmp_path / "m.qonnx.onnx"),
+                    "openvino": str(tmp_path / "openvino")})
     assert calls == [64]  # the clean evaluation only
     export = read_table(tmp_path / "export.parquet", "export").set_index("form")
     assert export.loc["onnx", "status"] == "ok" and export.loc["onnx", "n_samples"] == 64
     assert export.loc["qonnx", "status"] == "ok"
+
+
+def _write(form: str, model, x, ref, path: str, settings: dict, algorithm: str = "fp32"
+           ) -> dict:
+    """One export form of `model` written and checked as the evaluate job does."""
+    from bibench.export.forms import EXPORT_FORMS, FormInput
+
+    export_form = next(f for f in EXPORT_FORMS if f.name == form)
+    return export_form.write(FormInput(
+        model=model, graph=model, x=x, reference=ref, detections=None, detector=False,
+        algorithm=algorithm, settings=settings, base={}, enforce=True, threads=1, path=path))
 
 
 def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits, monkeypatch):
@@ -93,7 +105,6 @@ def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits,
     rewrites off, the QONNX check on every parity sample."""
     import bibench.latency.timing as timing
     from bibench.config import load_config
-    from bibench.jobs import _onnx_form, _qonnx_form
 
     sessions: list[bool] = []
     real = timing.ort_session
@@ -107,9 +118,9 @@ def test_onnx_parity_checks_the_graph_as_written(tmp_path, trained_fp32, digits,
     model, x = trained_fp32[0].eval(), digits.x_test[:8]
     with torch.no_grad():
         ref = model(x).numpy()
-    row = _onnx_form(model, x, ref, str(tmp_path / "m.onnx"), settings, {}, True)
+    row = _write("onnx", model, x, ref, str(tmp_path / "m.onnx"), settings)
     assert row["status"] == "ok" and sessions == [False]
-    row = _qonnx_form(model, x, ref, str(tmp_path / "m.qonnx.onnx"), settings, {}, True)
+    row = _write("qonnx", model, x, ref, str(tmp_path / "m.qonnx.onnx"), settings)
     assert row["status"] == "ok" and row["n_samples"] == len(x) and sessions == [False, False]
 
 
@@ -120,7 +131,6 @@ def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32,
     change its answers."""
     import bibench.export.qonnx as qonnx_module
     from bibench.config import load_config
-    from bibench.jobs import _qonnx_form
 
     settings = load_config("config/config.yaml")["export"]
     model, x = trained_fp32[0].eval(), digits.x_test[:16]
@@ -130,12 +140,12 @@ def test_a_binarized_qonnx_form_is_judged_on_its_answers(tmp_path, trained_fp32,
     moved[:3] += 0.3 * (moved[:3] == moved[:3].max(1, keepdims=True))  # the winner grows
     monkeypatch.setattr(qonnx_module, "qonnx_onnxruntime_predict", lambda _path, _x: moved)
     path = str(tmp_path / "m.qonnx.onnx")
-    assert _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)["status"] == "ok"
-    assert _qonnx_form(model, x, ref, path, settings, {}, True)["status"].startswith("failed")
+    assert _write("qonnx", model, x, ref, path, settings, "bnn")["status"] == "ok"
+    assert _write("qonnx", model, x, ref, path, settings)["status"].startswith("failed")
     swapped = ref.copy()
     swapped[:3] = swapped[:3, ::-1]  # answers change on 3 of 16: below 0.9 agreement
     monkeypatch.setattr(qonnx_module, "qonnx_onnxruntime_predict", lambda _path, _x: swapped)
-    row = _qonnx_form(model, x, ref, path, settings, {}, True, binarized=True)
+    row = _write("qonnx", model, x, ref, path, settings, "bnn")
     assert row["status"].startswith("failed: qonnx disagrees")
 
 

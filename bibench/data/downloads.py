@@ -16,6 +16,7 @@ ImageNet is not freely downloadable: see `MANUAL`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import sys
@@ -25,6 +26,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _GLUE = "https://dl.fbaipublicfiles.com/glue/data"
 _SENTEVAL = "https://dl.fbaipublicfiles.com/senteval/senteval_data"
@@ -313,3 +316,19 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def fetch_with_manifest(name: str, manifest: str | Path) -> Path:
+    """Fetch an official dataset beside its manifest and write the manifest (what, where): the
+    file the workflow's download rule makes."""
+    import json
+
+    from bibench.io import atomic_write
+
+    folder = fetch(name, Path(manifest).parent)
+    entries = [DOWNLOADS[part] for part in GROUPS.get(name, (name,))]
+    record = {"name": name, "folder": str(folder),
+              "urls": [p["url"] for entry in entries for p in entry.get("files", [entry])]}
+    log.info("%s ready in %s", name, folder)
+    atomic_write(manifest, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    return folder

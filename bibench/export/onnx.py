@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from bibench.evaluation.predict import predict
+from bibench.export.forms import FormInput
 from bibench.io import atomic_write
 from bibench.latency.timing import ort_session
 
@@ -99,3 +100,37 @@ def check_parity(model: nn.Module, path: str | Path, x: Tensor, *, optimize: boo
     """Compare onnxruntime's logits with PyTorch's on x."""
     ref = predict(model, x).numpy()
     return logit_parity(ref, ort_predict(ort_session(path, optimize=optimize), x), atol)
+
+
+def write_form(f: FormInput) -> dict:
+    """The float ONNX graph, checked with onnxruntime on every parity sample: the graph as
+    written (graph rewrites off). onnxruntime's conv + BatchNorm fusion rounds differently,
+    which flips the signs of values near 0 in a binarized network and moves its logits (a
+    trained XNOR++ PointNet: 21 of 100 samples beyond tolerance, argmax 99/100; without the
+    rewrites the logits match to 6e-6), as for detectors (bibench.export.detection), whose
+    every graph (model.onnx: the one that takes the images; Faster R-CNN's RoI head beside it)
+    is checked on boxes and scores after NMS."""
+    from bibench.export.forms import parity_row
+    from bibench.latency import timing
+
+    settings = f.settings
+    if f.detector:
+        from bibench.export.detection import (
+            cell_graph_files,
+            detection_parity,
+            export_detector,
+        )
+
+        paths = export_detector(f.model, f.x[:1], Path(f.path).parent, opset=settings["opset"],
+                                files=cell_graph_files(f.model, f.path))
+        parity = detection_parity(f.model, paths, f.x, settings["logit_atol"],
+                                  reference=f.detections)
+        size = sum(p.stat().st_size for p in paths.values())
+    else:
+        export_onnx(f.model, f.x[:1], f.path, opset=settings["opset"],
+                    exporter=settings["exporter"])
+        session = timing.ort_session(f.path, optimize=False)
+        parity = logit_parity(f.reference, ort_predict(session, f.x), settings["logit_atol"])
+        size = Path(f.path).stat().st_size
+    return {**f.base, **parity_row("onnx", parity, settings, f.enforce), "file_bytes": size,
+            "packed_bytes": size}

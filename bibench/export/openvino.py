@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bibench.algorithms.base import BinarizedLayer
+from bibench.catalog import FP32
+from bibench.export.forms import FormInput
 from bibench.export.qonnx import LayerPlan, export_lowered_onnx, plan_binarized_layers
 from bibench.io import atomic_write
 from bibench.latency.timing import (
@@ -64,6 +67,8 @@ from bibench.latency.timing import (
     openvino_module,
     runtime_layers,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from openvino import CompiledModel
@@ -522,3 +527,37 @@ def _checked_binary_count(path: Path, expected: int, records: list[dict], algori
             f"binary: {', '.join(missing) or 'unknown'})"
         )
     return n_binary, compiled
+
+
+def write_form(f: FormInput) -> dict | None:
+    """The OpenVINO binary IR (BinaryConvolution), checked on the binary engine as compiled
+    for the export's own check (one compilation); None for FP32, whose engines time
+    model.onnx (a note in the folder says so)."""
+    from bibench.export.forms import parity_row
+    from bibench.export.onnx import logit_parity
+
+    folder = Path(f.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if f.algorithm == FP32:
+        (folder / "FULL_PRECISION.txt").write_text(
+            "full-precision model: engines time model.onnx\n")
+        return None
+    try:
+        form = export_openvino_binary(f.graph, f.x[:1], folder, f.algorithm, threads=f.threads,
+                                      batch=len(f.x))
+        status = "not deployable: " + form.reason
+    except BinaryFallbackError as err:  # the engine ran float where binary was written
+        log.error("%s", err)
+        status = f"failed: {err}"[:500]
+        form = BinaryForm(False, status, 0, 0, 0, 0)
+    row = {**f.base, "form": "openvino_binary", "file_bytes": form.onnx_bytes,
+           "packed_bytes": form.packed_bytes, "n_binarized_layers": form.n_binarized_layers,
+           "n_binary_conv": form.n_binary_conv, "argmax_agreement": float("nan"),
+           "within_logit_tolerance": float("nan"), "max_abs_logit_diff": float("nan"),
+           "n_samples": 0, "status": status}
+    if form.deployable:  # the IR is the file the latency job times
+        got = np.asarray(form.compiled(np.ascontiguousarray(f.x.numpy()))[0])
+        row.update(parity_row("openvino_binary",
+                              logit_parity(f.reference, got, f.settings["logit_atol"]),
+                              f.settings, f.enforce, logits=False))
+    return row

@@ -300,3 +300,16 @@ def untimed_rows(*, algorithm: str, settings: dict[str, Any], max_threads: int, 
                     device=name, precision=ENGINE_PRECISION[engine], threads=threads,
                     load_avg_start=_NAN, load_avg_end=_NAN, concurrent_timing=None))
     return rows
+
+
+def log_timings(rows: list[dict[str, Any]], table: str) -> None:
+    """Each timed row in the job's log, and the command that re-times contended ones."""
+    for r in rows:
+        log.info("%s %s %d threads: %s; %.3f ms vs fp32 %.3f ms (x%.2f)", r["device_name"],
+                 r["engine"], r["threads"], r["status"], r["median_ms"], r["fp32_median_ms"],
+                 r["speedup_vs_fp32"])
+    contended = sum(str(r["status"]).startswith("contended") for r in rows)
+    if contended:
+        log.warning("%d row(s) timed while another bibench job timed on the same device: kept "
+                    "out of the results until re-timed with: snakemake --cores all --forcerun "
+                    "%s", contended, table)

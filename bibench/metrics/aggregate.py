@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import pandas as pd
 
 from bibench.cache import combine
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.io import PROVENANCE, SCHEMAS, read_table
+from bibench.io import PROVENANCE, SCHEMAS, read_table, write_table
 from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
 from bibench.metrics.quality import at_chance, convergence, eval_gap
 from bibench.models import get_architecture
+
+log = logging.getLogger(__name__)
 
 KEY = ["task", "arch", "algorithm", "seed"]
 _PROVENANCE_NAMES = [f.name for f in PROVENANCE]
@@ -163,3 +167,40 @@ def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_t
     if unknown:
         raise ValueError(f"tables of tasks not in the config: {sorted(unknown)}")
     return frame.sort_values(KEY + ["condition", "severity"]).reset_index(drop=True)
+
+
+# long: the one place that writes the run's six result tables, in dependency order
+def aggregate_run(*, tasks: dict[str, dict[str, Any]], config_hash: str,
+                  train_tables: list[str], eval_tables: list[str], export_tables: list[str],
+                  latency_tables: list[str], complexity_tables: list[str],
+                  sensitivity_tables: list[str], metrics: str, tracks: str, hardware: str,
+                  summary: str, comparisons: str, bootstrap: str, code: str) -> None:
+    """Join every cell's tables into results/metrics.parquet (one row per cell x condition),
+    its mean over seeds with 95% intervals into results/summary.parquet, every latency
+    measurement into results/latency.parquet, the paired tests between algorithms into
+    results/comparisons.parquet (their replicates: results/bootstrap.parquet), and compute the
+    tracks' metrics into results/tracks.parquet."""
+    from bibench.metrics.comparisons import compare_algorithms
+    from bibench.metrics.seeds import seed_summary
+    from bibench.metrics.tracks import compute_tracks_over_seeds
+
+    start = time.perf_counter()
+    lat = latency_table(latency_tables)
+    evals = eval_rows(eval_tables)
+    frame = build_metrics(tasks=tasks, config_hash=config_hash, train_tables=train_tables,
+                          evals=evals, export_tables=export_tables, latency=lat,
+                          complexity_tables=complexity_tables, code=code)
+    pairs, replicates = compare_algorithms(evals)
+    fingerprint = combine([*evals["code_fingerprint"], code])
+    write_table(pairs.assign(code_fingerprint=fingerprint), comparisons, "comparisons")
+    write_table(replicates.assign(code_fingerprint=fingerprint), bootstrap, "bootstrap")
+    sensitivity = sensitivity_table(sensitivity_tables)
+    write_table(frame, metrics, "metrics")
+    write_table(seed_summary(frame), summary, "summary")
+    write_table(lat, hardware, "latency")
+    track_rows = compute_tracks_over_seeds(frame, sensitivity, lat)
+    track_rows["code_fingerprint"] = combine(
+        [*frame["code_fingerprint"], *sensitivity["code_fingerprint"], code])
+    write_table(track_rows, tracks, "tracks")
+    log.info("%d rows from %d cells in %.2fs", len(frame), len(eval_tables),
+             time.perf_counter() - start)

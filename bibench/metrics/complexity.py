@@ -10,6 +10,7 @@ checks it; the counter itself imports torch._dynamo, seconds in every evaluate j
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,8 @@ import torch
 from torch import nn
 
 from bibench.algorithms.base import BinarizedLayer
+
+log = logging.getLogger(__name__)
 
 BINARY_PARAM_COST = 1 / 32  # a 1-bit parameter stores in 1/32 of a float32 (paper Sec. 3.2)
 BINARY_FLOP_COST = 1 / 64  # a 1-bit x 1-bit op costs 1/64 FLOP on a 64-bit CPU
@@ -121,6 +124,18 @@ def _binary_cost(name: str, module: BinarizedLayer, inp: torch.Tensor, out: torc
 
 def totals(costs: list[LayerCost]) -> Totals:
     return Totals(**{f: sum(getattr(c, f) for c in costs) for f in Totals.__dataclass_fields__})
+
+
+def complexity_rows(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]
+                    ) -> list[dict]:
+    """The complexity.parquet rows of a model (paper Eq. 7): one per layer, binary vs full
+    precision, and their total."""
+    costs = layer_costs(model, example)
+    total = totals(costs)
+    log.info("complexity: %s", total)
+    rows = [dict(c.__dict__) for c in costs]
+    rows.append({"layer": "", "layer_type": "total", "binary": False, **total.as_dict()})
+    return [{**r, "status": "ok"} for r in rows]
 
 
 def compression_ratio(fp_model_params: int, binarized: Totals) -> float:

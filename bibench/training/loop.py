@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -18,6 +19,7 @@ from bibench.training.device import (
     autocast,
     determinism_note,
     nondeterministic_ops,
+    prepare_device,
 )
 from bibench.training.optim import SCHEDULERS, SGD, Adam, learning_rate
 
@@ -126,6 +128,42 @@ def _correct(logits: Tensor | None, y: Tensor, task_type: str) -> float:
         return float("nan")
     hits = (logits.argmax(1) == y).float()
     return float(hits.sum() if hits.dim() == 1 else hits.flatten(1).mean(1).sum())
+
+
+def training_setup(load: Callable[[], Any], device: str, determinism: str, threads: int,
+                   seed: int) -> tuple[torch.device, Any]:
+    """What every training job does first: its thread count and device, then its data
+    (`load`), then the seed (after loading, so that the model's initialisation does not depend
+    on the loader)."""
+    torch.set_num_threads(threads)
+    dev = prepare_device(device, determinism)
+    data = load()
+    torch.manual_seed(int(seed))
+    return dev, data
+
+
+def untrained_record(status: str) -> list[dict[str, Any]]:
+    """The single record of a cell whose training did not run to the end."""
+    return [{"epoch": 0, "loss": float("nan"), "train_accuracy": float("nan"),
+             "epoch_seconds": 0.0, "lr": float("nan"), "status": status[:500],
+             "deterministic": "not run", "eval_train_accuracy": float("nan")}]
+
+
+def train_or_fail(model: nn.Module, data: Any, settings: dict[str, Any], seed: int,
+                  device: torch.device) -> list[dict[str, Any]]:
+    """Train on `data`'s training split; an exception becomes a "failed: ..." record so the
+    rest of the grid goes on."""
+    try:
+        return train(model, data.x_train, data.y_train, TrainSettings.from_config(settings),
+                     seed=int(seed), device=device, task_type=data.task_type)
+    except Exception as err:  # reported in the cell's rows and the report
+        log.exception("training failed")
+        return untrained_record(f"failed: {type(err).__name__}: {err}")
+
+
+def training_precision(settings: dict[str, Any]) -> str:
+    """The rows' `precision` of a training run: fp32, or bf16 autocast of the forward pass."""
+    return "bf16-autocast" if settings.get("precision", "fp32") == "bf16" else "fp32"
 
 
 def train(

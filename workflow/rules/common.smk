@@ -22,6 +22,7 @@ from bibench.config import (
     dataset_settings,
     sensitivity_run_settings,
 )
+from bibench.export.forms import EXPORT_FORMS, EXPORT_TABLE, form_paths
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 
@@ -257,7 +258,18 @@ AGGREGATE_FILES = [
 SUMMARY_FILES = AGGREGATE_FILES + ["results/report.html"]
 CELL_DIR = "results/cells/{task}/{arch}/{algo}/seed{seed}/"
 MEASURE_FILES = ["eval.parquet", "complexity.parquet"]
-EXPORT_FILES = ["model.onnx", "model.qonnx.onnx", "openvino", "export.parquet"]
+EXPORT_FILES = [*form_paths(), EXPORT_TABLE]
+
+
+def form_outputs():
+    """The evaluate rule's outputs of the deployment forms (bibench.export.forms), by name."""
+    return {f.output: directory(CELL_DIR + f.path) if f.directory else CELL_DIR + f.path
+            for f in EXPORT_FORMS}
+
+
+def form_params(wildcards, output):
+    """The same, as the evaluate job's `forms` argument (form output name -> path)."""
+    return {f.output: output[f.output] for f in EXPORT_FORMS}
 
 
 def _cell_chains(c):

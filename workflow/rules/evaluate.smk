@@ -1,20 +1,18 @@
 rule evaluate:
     """Everything measured on a trained cell's model, loaded once: the task metric on the
-    clean test set and on every corruption x severity; every deployment form (ONNX, QONNX,
-    OpenVINO binary), each checked against PyTorch on the test set; the per-layer complexity
-    (paper Eq. 7). One job per cell: on small models the start of a job costs more than
-    either half (issue 18). For the cells of tasks that deploy (DEPLOYED_TASKS)."""
+    clean test set and on every corruption x severity; every deployment form
+    (bibench.export.forms), each checked against PyTorch on the test set; the per-layer
+    complexity (paper Eq. 7). One job per cell: on small models the start of a job costs
+    more than either half. For the cells of tasks that deploy (DEPLOYED_TASKS)."""
     input:
         force_deleted_results,
         data=dataset_files,
         checkpoint=cell_checkpoint,
     output:
         eval_table="results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet",
-        onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
-        qonnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.qonnx.onnx",
-        openvino=directory("results/cells/{task}/{arch}/{algo}/seed{seed}/openvino"),
         export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
         complexity="results/cells/{task}/{arch}/{algo}/seed{seed}/complexity.parquet",
+        **form_outputs(),
     params:
         task="{task}",
         arch="{arch}",
@@ -23,6 +21,7 @@ rule evaluate:
         dataset=dataset_params,
         corruptions=corruption_params,
         export_settings=EXPORT,
+        forms=form_params,
         device=DEVICE,
         determinism=DETERMINISM,
         code=code("evaluate"),
@@ -57,6 +56,7 @@ use rule evaluate as evaluate_without_export with:
         dataset=dataset_params,
         corruptions=corruption_params,
         export_settings=None,
+        forms=None,
         device=DEVICE,
         determinism=DETERMINISM,
         code=code("evaluate_without_export"),
