@@ -150,7 +150,12 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
                dataset: dict[str, Any], settings: dict[str, Any], device: str,
                determinism: str, threads: int, model: str, table: str,
                pretrained: str | None, code: str) -> None:
-    from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
+    from bibench.training.checkpoint import (
+        build_cell_model,
+        check_cell,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from bibench.training.loop import (
         train_or_fail,
         training_precision,
@@ -167,6 +172,7 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
         fp_model, fp_meta = load_checkpoint(pretrained)
         if fp_meta["algorithm"] != FP32:
             raise ValueError(f"{pretrained} is not a full-precision checkpoint")
+        check_cell(pretrained, fp_meta, task=task, arch=arch)
         net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
         upstream = fp_meta.get("train_status", "ok")
     log.info("%s %s/%s/%s seed %s on %s, %d threads: %d train samples", stage, task, arch,
@@ -257,7 +263,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     import torch
 
     from bibench.export.forms import EXPORT_FORMS, export_rows, not_exported_rows, parity_enforced
-    from bibench.training.checkpoint import load_checkpoint
+    from bibench.training.checkpoint import check_cell, load_checkpoint
 
     if export_settings is not None:
         missing = ([] if export_table else ["export_table"]) + [
@@ -267,6 +273,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
+    check_cell(checkpoint, meta, task=task, arch=arch, algorithm=algorithm, seed=seed)
     clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                       dataset=dataset, corruptions=corruptions, threads=threads,
                       table=eval_table, code=code, device=device, determinism=determinism)

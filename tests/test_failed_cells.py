@@ -11,6 +11,7 @@ cell it starts is skipped.
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
@@ -23,7 +24,7 @@ import yaml
 from conftest import Workflow, install_package
 
 from bibench.io import read_table
-from bibench.training.checkpoint import save_checkpoint
+from bibench.training.checkpoint import build_cell_model, save_checkpoint
 
 PLUGIN = "boom"
 ERROR = "boom: this plugin's forward always raises"
@@ -76,17 +77,26 @@ def test_a_cell_that_did_not_train_is_not_run_exported_or_timed(
     """The evaluate job never runs the model (its forward raises here) and writes every table
     and file it declares, saying why; the latency job reads those rows and times nothing (the
     FP32 model's file it is given does not even exist)."""
+    import bibench.training.checkpoint as checkpoint_module
     from bibench.config import load_config
     from bibench.jobs import evaluate, latency
 
     def boom(*args, **kwargs):
         raise RuntimeError("the model was run")
 
-    model = trained_fp32[0]
-    meta = {"arch": "resnet20", "algorithm": "fp32", "input_shape": list(digits.input_shape),
+    model = build_cell_model("resnet20", algorithm, digits.input_shape, digits.num_classes,
+                             copy.deepcopy(trained_fp32[0]))
+    meta = {"arch": "resnet20", "algorithm": algorithm, "input_shape": list(digits.input_shape),
             "num_classes": digits.num_classes, "train_status": status}
     save_checkpoint(model, tmp_path / "m.pt", meta)
-    monkeypatch.setattr(type(model), "forward", boom)
+    real_load = checkpoint_module.load_checkpoint
+
+    def loaded_then_never_run(path):  # building a binarized model traces it: that may run
+        net, got = real_load(path)
+        monkeypatch.setattr(type(net), "forward", boom)
+        return net, got
+
+    monkeypatch.setattr(checkpoint_module, "load_checkpoint", loaded_then_never_run)
     config = load_config("config/config.yaml")
     out = {"eval_table": tmp_path / "eval.parquet", "export_table": tmp_path / "export.parquet",
            "complexity": tmp_path / "complexity.parquet", "onnx": tmp_path / "m.onnx",

@@ -176,3 +176,28 @@ def test_a_full_disk_ends_the_job_with_its_message_not_a_traceback(tmp_path, cap
         run_from_snakemake(SimpleNamespace(**{**vars(smk), "log": [str(log)]}), job)
     text = log.read_text()
     assert "no space left on device writing" in text and "Traceback" not in text
+
+
+def test_a_checkpoint_of_another_cell_is_refused(tmp_path, trained_fp32, digits):
+    """A checkpoint records its cell: measured under another algorithm's (or architecture's)
+    name it would put one cell's numbers in another's rows."""
+    import pytest
+
+    from bibench.jobs import evaluate
+
+    meta = {"arch": "resnet20", "algorithm": "fp32", "input_shape": list(digits.input_shape),
+            "num_classes": digits.num_classes, "task": "digits", "seed": 0}
+    save_checkpoint(trained_fp32[0], tmp_path / "m.pt", meta)
+    job = {"task": "digits", "arch": "resnet20", "seed": 0,
+           "dataset": {"name": "digits_embedded", "max_train": 64, "max_test": 32},
+           "corruptions": {"corruptions": {}, "files": None}, "export_settings": None,
+           "threads": 1, "checkpoint": str(tmp_path / "m.pt"),
+           "eval_table": str(tmp_path / "eval.parquet"), "code": "c"}
+    with pytest.raises(ValueError, match=r"not this cell's checkpoint: it records algorithm "
+                                         r"'fp32' \(the cell's: 'bnn'\)"):
+        evaluate(**job, algorithm="bnn")
+    assert not (tmp_path / "eval.parquet").exists()
+    with pytest.raises(ValueError, match=r"seed 0 \(the cell's: 1\)"):
+        evaluate(**{**job, "seed": 1}, algorithm="fp32")
+    evaluate(**job, algorithm="fp32")
+    assert (tmp_path / "eval.parquet").exists()

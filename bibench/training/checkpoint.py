@@ -83,3 +83,14 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise DamagedFileError(path, "its weights do not fit the architecture "
                                      f"({str(err).splitlines()[-1].strip()})") from err
     return model.eval(), meta
+
+
+def check_cell(path: str | Path, meta: dict[str, Any], **cell: Any) -> None:
+    """Refuse a checkpoint that is not the cell's: its recorded architecture, algorithm (and,
+    where recorded, task and seed) must be the ones the job was asked for. A workflow whose
+    paths and wildcards agree never trips it; a hand-made or misplaced file would otherwise be
+    measured under another cell's name."""
+    wrong = [f"{key} {meta[key]!r} (the cell's: {value!r})" for key, value in cell.items()
+             if key in meta and str(meta[key]) != str(value)]
+    if wrong:
+        raise ValueError(f"{path} is not this cell's checkpoint: it records {', '.join(wrong)}")
