@@ -56,3 +56,72 @@ def test_the_length_check_can_fail(tmp_path):
     (tmp_path / "m.py").write_text(f"def f():\n    \"\"\"Doc.\"\"\"\n{body}\n\n\n"
                                    f"# long: a reason\ndef g():\n{body}\n")
     assert _long_functions(tmp_path, limit=50) == ["m.py:1 f (51)"]
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The package modules `path` imports anywhere (functions included), `if TYPE_CHECKING:`
+    blocks aside (annotations only: never executed)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+               for child in node.body for n in ast.walk(child)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n in modules}
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circles_but_registries():
+    """A module never imports one that imports it back, even inside a function: such a pair
+    holds something in the wrong room. The one allowed circle is a registry's: a package whose
+    __init__ imports its modules so that they register, and whose modules import the registry
+    from it (bibench.models, bibench.data)."""
+    package = REPO / "bibench"
+    paths = {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in package.rglob("*.py")}
+    graph = {m: _imports(p, set(paths)) - {m} for m, p in paths.items()}
+    bad = [sorted(c) for c in _cycles(graph)
+           if not any(m in c and all(n.startswith(m + ".") for n in c - {m}) for m in c)]
+    assert not bad, f"import circles: {bad}"

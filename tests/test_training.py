@@ -10,7 +10,8 @@ from bibench.evaluation.predict import predict
 from bibench.evaluation.task_metrics import accuracy
 from bibench.models import build_model
 from bibench.training.checkpoint import build_cell_model, load_checkpoint, save_checkpoint
-from bibench.training.loop import TrainSettings, resolve_device, train
+from bibench.training.device import resolve_device
+from bibench.training.loop import TrainSettings, train
 
 
 def test_training_reduces_loss_and_records_each_epoch(trained_fp32, digits):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -21,6 +22,9 @@ from bibench.export.onnx import Parity
 from bibench.io import atomic_write
 from bibench.latency.timing import ort_session
 from bibench.models.detection.faster_rcnn import FasterRCNN
+
+if TYPE_CHECKING:
+    from bibench.export.forms import FormInput
 
 GraphSpec = tuple[nn.Module, tuple[Tensor, ...], list[str], list[str], dict]
 
@@ -145,3 +149,18 @@ def detection_parity(model: nn.Module, paths: dict[str, Path], images: Tensor, a
     n = len(want)
     return Parity(argmax_agreement=same / n if n else float("nan"), max_abs_logit_diff=worst,
                   n_samples=n, within_tolerance=close / n if n else float("nan"))
+
+
+def write_onnx_form(f: FormInput) -> dict:
+    """A detector's ONNX form: every graph of the detector (model.onnx: the one that takes the
+    images; Faster R-CNN's RoI head beside it), checked in onnxruntime on boxes and scores
+    after NMS against PyTorch's detections of the parity samples (computed when None)."""
+    from bibench.export.onnx import parity_row
+
+    paths = export_detector(f.model, f.x[:1], Path(f.path).parent, opset=f.settings["opset"],
+                            files=cell_graph_files(f.model, f.path))
+    parity = detection_parity(f.model, paths, f.x, f.settings["logit_atol"],
+                              reference=f.detections)
+    size = sum(p.stat().st_size for p in paths.values())
+    return {**f.base, **parity_row("onnx", parity, f.settings, f.enforce), "file_bytes": size,
+            "packed_bytes": size}

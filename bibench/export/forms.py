@@ -59,9 +59,12 @@ class ExportForm:
     directory: bool  # a folder of files (written by the form's own tools)
     writer: str  # "module:function", called with a FormInput; returns the form's row or None
     fp32_row: bool = True  # False: an FP32 cell has no row of this form (it writes a note)
+    detector_writer: str = ""  # a detector's writer where it differs (its graphs, its NMS)
 
     def write(self, form_input: FormInput) -> dict[str, Any] | None:
-        module, function = self.writer.split(":")
+        writer_name = (self.detector_writer if form_input.detector and self.detector_writer
+                       else self.writer)
+        module, function = writer_name.split(":")
         writer: Callable[[FormInput], dict[str, Any] | None] = getattr(
             importlib.import_module(module), function)
         return writer(form_input)
@@ -78,7 +81,8 @@ class ExportForm:
 
 
 EXPORT_FORMS: tuple[ExportForm, ...] = (
-    ExportForm("onnx", "onnx", "model.onnx", False, "bibench.export.onnx:write_form"),
+    ExportForm("onnx", "onnx", "model.onnx", False, "bibench.export.onnx:write_form",
+               detector_writer="bibench.export.detection:write_onnx_form"),
     ExportForm("qonnx", "qonnx", "model.qonnx.onnx", False, "bibench.export.qonnx:write_form"),
     ExportForm("openvino_binary", "openvino", "openvino", True,
                "bibench.export.openvino:write_form", fp32_row=False),
@@ -89,26 +93,6 @@ EXPORT_TABLE = "export.parquet"
 def form_paths() -> list[str]:
     """The files and folders the forms write in a cell's folder."""
     return [f.path for f in EXPORT_FORMS]
-
-
-def parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool, *,
-               logits: bool = True) -> dict[str, Any]:
-    """A form's parity numbers and status: below the configured agreement it failed.
-
-    Float forms must match PyTorch's logits too; the binary engine and a binarized model's
-    QONNX graph accumulate in their own order, so a pre-sign value at the threshold may flip and
-    move a sample's logits: for them the argmax decides.
-    """
-    status = "ok"
-    agreement = (min(parity.argmax_agreement, parity.within_tolerance) if logits
-                 else parity.argmax_agreement)
-    if enforce and agreement < settings["min_argmax_agreement"]:
-        status = (f"failed: {form} disagrees with PyTorch: argmax agreement "
-                  f"{parity.argmax_agreement:.4f}, within logit tolerance "
-                  f"{parity.within_tolerance:.4f} < {settings['min_argmax_agreement']}")
-    return {"form": form, "status": status, "argmax_agreement": parity.argmax_agreement,
-            "within_logit_tolerance": parity.within_tolerance,
-            "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
 
 
 def parity_enforced(value: float, chance: float, metric: str) -> bool:

@@ -11,6 +11,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -19,9 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from bibench.evaluation.predict import predict
-from bibench.export.forms import FormInput
 from bibench.io import atomic_write
 from bibench.latency.timing import ort_session
+
+if TYPE_CHECKING:
+    from bibench.export.forms import FormInput
 
 log = logging.getLogger(__name__)
 
@@ -102,35 +105,38 @@ def check_parity(model: nn.Module, path: str | Path, x: Tensor, *, optimize: boo
     return logit_parity(ref, ort_predict(ort_session(path, optimize=optimize), x), atol)
 
 
+def parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool, *,
+               logits: bool = True) -> dict[str, Any]:
+    """A form's parity numbers and status: below the configured agreement it failed.
+
+    Float forms must match PyTorch's logits too; the binary engine and a binarized model's
+    QONNX graph accumulate in their own order, so a pre-sign value at the threshold may flip and
+    move a sample's logits: for them the argmax decides.
+    """
+    status = "ok"
+    agreement = (min(parity.argmax_agreement, parity.within_tolerance) if logits
+                 else parity.argmax_agreement)
+    if enforce and agreement < settings["min_argmax_agreement"]:
+        status = (f"failed: {form} disagrees with PyTorch: argmax agreement "
+                  f"{parity.argmax_agreement:.4f}, within logit tolerance "
+                  f"{parity.within_tolerance:.4f} < {settings['min_argmax_agreement']}")
+    return {"form": form, "status": status, "argmax_agreement": parity.argmax_agreement,
+            "within_logit_tolerance": parity.within_tolerance,
+            "max_abs_logit_diff": parity.max_abs_logit_diff, "n_samples": parity.n_samples}
+
+
 def write_form(f: FormInput) -> dict:
     """The float ONNX graph, checked with onnxruntime on every parity sample: the graph as
     written (graph rewrites off). onnxruntime's conv + BatchNorm fusion rounds differently,
     which flips the signs of values near 0 in a binarized network and moves its logits (a
     trained XNOR++ PointNet: 21 of 100 samples beyond tolerance, argmax 99/100; without the
-    rewrites the logits match to 6e-6), as for detectors (bibench.export.detection), whose
-    every graph (model.onnx: the one that takes the images; Faster R-CNN's RoI head beside it)
-    is checked on boxes and scores after NMS."""
-    from bibench.export.forms import parity_row
+    rewrites the logits match to 6e-6). A detector's graphs: bibench.export.detection."""
     from bibench.latency import timing
 
-    settings = f.settings
-    if f.detector:
-        from bibench.export.detection import (
-            cell_graph_files,
-            detection_parity,
-            export_detector,
-        )
-
-        paths = export_detector(f.model, f.x[:1], Path(f.path).parent, opset=settings["opset"],
-                                files=cell_graph_files(f.model, f.path))
-        parity = detection_parity(f.model, paths, f.x, settings["logit_atol"],
-                                  reference=f.detections)
-        size = sum(p.stat().st_size for p in paths.values())
-    else:
-        export_onnx(f.model, f.x[:1], f.path, opset=settings["opset"],
-                    exporter=settings["exporter"])
-        session = timing.ort_session(f.path, optimize=False)
-        parity = logit_parity(f.reference, ort_predict(session, f.x), settings["logit_atol"])
-        size = Path(f.path).stat().st_size
-    return {**f.base, **parity_row("onnx", parity, settings, f.enforce), "file_bytes": size,
+    export_onnx(f.model, f.x[:1], f.path, opset=f.settings["opset"],
+                exporter=f.settings["exporter"])
+    session = timing.ort_session(f.path, optimize=False)
+    parity = logit_parity(f.reference, ort_predict(session, f.x), f.settings["logit_atol"])
+    size = Path(f.path).stat().st_size
+    return {**f.base, **parity_row("onnx", parity, f.settings, f.enforce), "file_bytes": size,
             "packed_bytes": size}

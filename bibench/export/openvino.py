@@ -57,7 +57,6 @@ from torch import Tensor, nn
 
 from bibench.algorithms.base import BinarizedLayer
 from bibench.catalog import FP32
-from bibench.export.forms import FormInput
 from bibench.export.qonnx import LayerPlan, export_lowered_onnx, plan_binarized_layers
 from bibench.io import atomic_write
 from bibench.latency.timing import (
@@ -72,6 +71,8 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from openvino import CompiledModel
+
+    from bibench.export.forms import FormInput
 
 
 OV_DOMAIN = "org.openvinotoolkit"
@@ -533,8 +534,7 @@ def write_form(f: FormInput) -> dict | None:
     """The OpenVINO binary IR (BinaryConvolution), checked on the binary engine as compiled
     for the export's own check (one compilation); None for FP32, whose engines time
     model.onnx (a note in the folder says so)."""
-    from bibench.export.forms import parity_row
-    from bibench.export.onnx import logit_parity
+    from bibench.export.onnx import logit_parity, parity_row
 
     folder = Path(f.path)
     folder.mkdir(parents=True, exist_ok=True)

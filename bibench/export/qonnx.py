@@ -28,6 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -36,8 +37,10 @@ from torch import Tensor, nn
 
 from bibench.algorithms.base import BinarizedLayer, BinaryMatmul, channel_view, hard_sign
 from bibench.catalog import FP32
-from bibench.export.forms import FormInput
 from bibench.io import atomic_write
+
+if TYPE_CHECKING:
+    from bibench.export.forms import FormInput
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 
@@ -613,8 +616,7 @@ def write_form(f: FormInput) -> dict:
     lowered model the original to 4e-7 (relative) up to the pooled features, whose signs then
     flipped for 19% of the head's inputs; 3 of 16 samples moved beyond the logit tolerance,
     none changed its answer."""
-    from bibench.export.forms import parity_row
-    from bibench.export.onnx import logit_parity
+    from bibench.export.onnx import logit_parity, parity_row
 
     export_qonnx(f.graph, f.x[:1], f.path)
     parity = logit_parity(f.reference, qonnx_onnxruntime_predict(f.path, f.x.numpy()),

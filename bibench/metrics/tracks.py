@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -27,8 +28,29 @@ from bibench.metrics.overall import (
 )
 from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK
 
-TRACKS = ("learning_task", "neural_architecture", "corruption_robustness",
-          "training_consumption", "theoretical_complexity", "hardware_inference")
+
+@dataclass(frozen=True)
+class Track:
+    """One of the paper's six evaluation tracks, as every part of bibench names it."""
+
+    name: str  # tracks.parquet `track`
+    title: str  # the report's heading
+    overall: str  # its overall metric (paper Eqs. 2-9), a `metric` of its rows
+    table: str  # the paper's summary table it belongs to: "accuracy" (2) or "efficiency" (3)
+    higher_is_better: bool = True
+    exact: bool = False  # counts, not measurements: compared without a test
+
+
+TRACKS: tuple[Track, ...] = (
+    Track("learning_task", "Learning task (%)", "OM_task", "accuracy"),
+    Track("neural_architecture", "Neural architecture (%)", "OM_arch", "accuracy"),
+    Track("corruption_robustness", "Corruption robustness (%)", "OM_robust", "accuracy"),
+    Track("training_consumption", "Training consumption (%)", "OM_train", "efficiency"),
+    Track("theoretical_complexity", "Theoretical complexity (x)", "OM_comp", "efficiency",
+          exact=True),
+    Track("hardware_inference", "Hardware inference (x)", "OM_infer", "efficiency"),
+)
+TRACK = {t.name: t for t in TRACKS}
 KEY = ["task", "arch", "seed"]
 
 

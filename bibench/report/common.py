@@ -74,3 +74,12 @@ def seeds_note(n_seeds: int) -> str:
         return (f"mean over {n_seeds} seeds ± the half-width of its 95% confidence interval "
                 "(Student's t)")
     return "one seed: no confidence interval (add seeds to the config to get one)"
+
+
+def track_stat(row: pd.Series) -> Stat:
+    """A tracks.parquet row as shown: the mean over seeds with its interval where two or more
+    seeds have a value, else the value over all seeds."""
+    n = int(row["n_seeds"]) if row["n_seeds"] == row["n_seeds"] else 0
+    if n >= 2:
+        return Stat(float(row["seed_mean"]), float(row["ci95_low"]), float(row["ci95_high"]), n)
+    return Stat(float(row["value"]), n=max(n, 1))

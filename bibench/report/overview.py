@@ -10,22 +10,11 @@ import math
 import pandas as pd
 
 from bibench.catalog import BINARY_ENGINES, FP32
-from bibench.report.common import Stat, algorithm_order, png, pyplot
+from bibench.metrics.tracks import TRACK, TRACKS
+from bibench.report.common import Stat, algorithm_order, png, pyplot, track_stat
 from bibench.report.paper import track_row
-from bibench.report.summary_tables import TRACK_TITLES
 
-OVERALL = {"learning_task": "OM_task", "neural_architecture": "OM_arch",
-           "corruption_robustness": "OM_robust", "training_consumption": "OM_train",
-           "theoretical_complexity": "OM_comp", "hardware_inference": "OM_infer"}
-
-
-def track_stat(row: pd.Series) -> Stat:
-    """A tracks.parquet row as shown: the mean over seeds with its interval where two or more
-    seeds have a value, else the value over all seeds."""
-    n = int(row["n_seeds"]) if row["n_seeds"] == row["n_seeds"] else 0
-    if n >= 2:
-        return Stat(float(row["seed_mean"]), float(row["ci95_low"]), float(row["ci95_high"]), n)
-    return Stat(float(row["value"]), n=max(n, 1))
+OVERALL = {t.name: t.overall for t in TRACKS}
 
 
 def overall_stats(tracks: pd.DataFrame) -> dict[str, dict[str, tuple[Stat, str]]]:
@@ -51,7 +40,7 @@ def _track_ranking(tracks: pd.DataFrame, track: str, replicates: dict | None
     partial = coverage(rows)
     top, _, how = row_ranking(track, {a: s for a, s in stats.items() if s.mean == s.mean},
                               (replicates or {}).get((track, OVERALL[track])),
-                              chance | set(partial))
+                              chance | set(partial), TRACK[track].higher_is_better)
     return top, how, partial
 
 
@@ -93,7 +82,7 @@ def overview_figure(tracks: pd.DataFrame, replicates: dict | None = None) -> dic
         ax.set_yticks(range(len(algorithms)), algorithms, fontsize=8)
         ax.set_xlim(left=0)
         ax.set_ylim(len(algorithms) - 0.5, -0.5)
-        ax.set_title(f"{TRACK_TITLES[track]}: {OVERALL[track]}\n"
+        ax.set_title(f"{TRACK[track].title}: {OVERALL[track]}\n"
                      f"{track_verdict(tracks, track, replicates)}", fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     handles = {lab: h for ax in axes.flat for h, lab in zip(*ax.get_legend_handles_labels(),
@@ -111,7 +100,7 @@ def best_per_track(tracks: pd.DataFrame, replicates: dict | None = None) -> list
     lines = []
     for track, by_algo in overall_stats(tracks).items():
         finite = {a: s for a, (s, _) in by_algo.items() if s.mean == s.mean}
-        title = f"{TRACK_TITLES[track]} ({OVERALL[track]})"
+        title = f"{TRACK[track].title} ({OVERALL[track]})"
         if not finite:
             reasons = sorted({st for _, st in by_algo.values()}) or ["no algorithm"]
             lines.append(f"{title}: no value ({'; '.join(reasons)}).")

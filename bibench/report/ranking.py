@@ -29,11 +29,10 @@ from bibench.catalog import FP32
 from bibench.metrics.overall import om_arch, om_task
 from bibench.metrics.seeds import separated
 from bibench.metrics.significance import CONFIDENCE, rank_interval, tied_with_best
+from bibench.metrics.tracks import TRACKS
 from bibench.report.paper import spearman
 
-EXACT_TRACKS = frozenset({"theoretical_complexity"})
-# Track rows whose every value is a function of clean accuracy: tested on the bootstrap.
-BOOTSTRAP_TRACKS = frozenset({"learning_task", "neural_architecture"})
+EXACT_TRACKS = frozenset(t.name for t in TRACKS if t.exact)
 
 
 def replicates(bootstrap: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:

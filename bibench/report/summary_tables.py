@@ -9,18 +9,12 @@ import math
 
 import pandas as pd
 
-from bibench.report.common import Stat
+from bibench.metrics.tracks import TRACK, TRACKS
+from bibench.report.common import Stat, track_stat
 from bibench.report.paper import spearman, track_row
 
-ACCURACY_TRACKS = ("learning_task", "neural_architecture", "corruption_robustness")
-EFFICIENCY_TRACKS = ("training_consumption", "theoretical_complexity", "hardware_inference")
-TRACK_TITLES = {
-    "learning_task": "Learning task (%)", "neural_architecture": "Neural architecture (%)",
-    "corruption_robustness": "Corruption robustness (%)",
-    "training_consumption": "Training consumption (%)",
-    "theoretical_complexity": "Theoretical complexity (x)",
-    "hardware_inference": "Hardware inference (x)",
-}
+ACCURACY_TRACKS = tuple(t.name for t in TRACKS if t.table == "accuracy")
+EFFICIENCY_TRACKS = tuple(t.name for t in TRACKS if t.table == "efficiency")
 
 
 def _paper_for(track: str, metric: str, stands_in: dict[str, str]) -> tuple[dict, str]:
@@ -43,7 +37,6 @@ def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
     only where the difference is significant (bibench.report.ranking; `replicates`: the
     accuracy tracks' bootstrap values), never on a value at chance or with an eval gap, nor on
     one that covers fewer cells than the others of its row."""
-    from bibench.report.overview import track_stat
     from bibench.report.ranking import coverage, row_ranking, significant_marks
 
     algorithms = sorted(tracks["algorithm"].unique())
@@ -61,12 +54,13 @@ def summary_table(tracks: pd.DataFrame, track_names: tuple[str, ...],
             # unlike with like: neither is marked best or worst
             top, bottom, how = row_ranking(track, stats,
                                            (replicates or {}).get((track, metric)),
-                                           chance | set(partial))
+                                           chance | set(partial),
+                                           TRACK[track].higher_is_better)
             best, worst = significant_marks(top, bottom)
             paper, source = _paper_for(track, metric, stands_in or {})
             rho, n = spearman({a: s.mean for a, s in stats.items()}, paper)
             rows.append({
-                "track": TRACK_TITLES[track], "metric": metric, "source": source,
+                "track": TRACK[track].title, "metric": metric, "source": source,
                 "tested": how,
                 "rho": f"{rho:+.2f} (n={n})" if rho == rho else ("n/a" if not paper
                                                                   else f"n/a (n={n})"),

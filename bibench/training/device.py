@@ -57,10 +57,17 @@ def apply_determinism(mode: str) -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
+def resolve_device(requested: str) -> torch.device:
+    """cpu, cuda, or auto (cuda when available); asking for cuda without one is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config asks for device 'cuda' but torch sees no CUDA device")
+    return torch.device(requested)
+
+
 def prepare_device(requested: str, determinism: str) -> torch.device:
     """The job's device, with the determinism switch applied before CUDA starts."""
-    from bibench.training.loop import resolve_device
-
     apply_determinism(determinism)
     return resolve_device(requested)
 

@@ -87,15 +87,6 @@ def make_optimizer(model: nn.Module, s: TrainSettings) -> Adam | SGD:
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-def resolve_device(requested: str) -> torch.device:
-    """cpu, cuda, or auto (cuda when available); asking for cuda without one is an error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config asks for device 'cuda' but torch sees no CUDA device")
-    return torch.device(requested)
-
-
 def loss_function(task_type: str) -> nn.Module | None:
     """Cross-entropy for classification and per-point segmentation, MSE for regression; None
     for detection, whose models compute their own multi-part loss (`model.loss`)."""
