@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bibench.algorithms import available, get_algorithm
@@ -23,8 +24,6 @@ from bibench.models.bert import (
     MatMul,
     bool_ste,
     load_minilm,
-    read_safetensors,
-    write_safetensors,
 )
 from bibench.models.fsmn import fsmn_param_count
 from bibench.models.pointnet import EMAMax, ema_max_offset
@@ -421,12 +420,19 @@ def test_load_minilm_from_a_safetensors_file(tmp_path, prefix):
     source = BertClassifier(BERT_CONFIGS["minilm_l6"], 2)
     assert n_params(source) - (384 * 2 + 2) == 22_713_216
     path = tmp_path / "model.safetensors"
-    write_safetensors(hf_state(source, prefix), path)
-    back = read_safetensors(path)
+    save_file(hf_state(source, prefix), str(path))
+    back = load_file(str(path))
     assert torch.equal(back[prefix + "encoder.layer.5.output.dense.weight"],
                        source.encoder.layer[5].output.dense.weight)
     model = load_minilm(path, num_classes=3)
     assert model.classifier.out_features == 3
+    cut = load_minilm(path, layers=2)  # minilm_l2: the embeddings and the first two layers
+    assert len(cut.encoder.layer) == 2 and cut.config.num_hidden_layers == 2
+    assert torch.equal(cut.encoder.layer[1].output.dense.weight,
+                       source.encoder.layer[1].output.dense.weight)
+    assert torch.equal(cut.pooler.dense.weight, source.pooler.dense.weight)
+    with pytest.raises(ValueError, match="6 layers; cannot keep 7"):
+        load_minilm(path, layers=7)
     cfg = model.config
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads,
             cfg.intermediate_size) == (6, 384, 12, 1536)
@@ -446,6 +452,6 @@ def test_load_minilm_rejects_incomplete_files(tmp_path):
     state = hf_state(source)
     del state["encoder.layer.3.attention.self.key.weight"]
     path = tmp_path / "broken.safetensors"
-    write_safetensors(state, path)
+    save_file(state, str(path))
     with pytest.raises(KeyError, match="attention.self.key"):
         load_minilm(path)

@@ -47,9 +47,7 @@ layer including layer 0, attention output, FFN, pooler) is binarized, as the aut
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -348,59 +346,6 @@ for _name, _desc in (
     ))
 
 
-# --------------------------------------------------------------------------------------------
-# safetensors reading/writing (the `safetensors` package when installed, else a small reader)
-# --------------------------------------------------------------------------------------------
-
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
-
-
-def read_safetensors(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a .safetensors file (format: u64 header size, JSON header, raw data)."""
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        pass
-    else:
-        return load_file(str(path))
-    data = Path(path).read_bytes()
-    (size,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + size])
-    body = memoryview(data)[8 + size :]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        dtype = _ST_DTYPES[info["dtype"]]
-        buf = bytearray(body[begin:end])
-        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(info["shape"]).clone()
-    return out
-
-
-def write_safetensors(tensors: dict[str, Tensor], path: str | Path) -> None:
-    """Write tensors as a .safetensors file (little-endian, as the format requires)."""
-    names = {v: k for k, v in _ST_DTYPES.items()}
-    header: dict[str, dict] = {}
-    chunks = []
-    offset = 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
-        chunks.append(raw)
-        offset += len(raw)
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % 8)
-    Path(path).write_bytes(struct.pack("<Q", len(blob)) + blob + b"".join(chunks))
-
-
 def hf_to_bibench_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Map Hugging Face BERT checkpoint keys onto BertClassifier's.
 
@@ -432,7 +377,9 @@ def load_minilm(path: str | Path, num_classes: int = 2, layers: int = 6) -> Bert
         raise ValueError(f"all-MiniLM-L6-v2 has 6 layers; cannot keep {layers}")
     model = BertClassifier(replace(BERT_CONFIGS["minilm_l6"], num_hidden_layers=layers),
                            num_classes)
-    state = hf_to_bibench_keys(read_safetensors(path))
+    from safetensors.torch import load_file
+
+    state = hf_to_bibench_keys(load_file(str(path)))
     own = model.state_dict()
     optional = ("classifier.", "pooler.")
     missing = [k for k in own if k not in state and not k.startswith(optional)]
