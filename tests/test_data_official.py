@@ -258,45 +258,26 @@ TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "un", "##aff", "##able"
 
 
 def test_wordpiece_hand_computed():
-    tok = O.WordPieceTokenizer({t: i for i, t in enumerate(TINY_VOCAB)})
-    assert O.basic_tokenize("The UNaffable Café, running!") == [
-        "the", "unaffable", "cafe", ",", "running", "!"]
-    assert tok.tokenize("The UNaffable Café, running!") == [
+    vocab = {t: i for i, t in enumerate(TINY_VOCAB)}
+    tok = O.bert_tokenizer(vocab, max_length=16)
+
+    def pieces(text: str) -> list[str]:
+        return [t for t in tok.encode(text, add_special_tokens=False).tokens if t != "[PAD]"]
+
+    assert pieces("The UNaffable Café, running!") == [
         "the", "un", "##aff", "##able", "cafe", ",", "run", "##ning", "!"]
-    assert tok.tokenize("unaffablex wanted") == ["[UNK]", "want", "##ed"]
-    ids = tok.batch_encode(["The UNaffable Café, running!"], ["wanted xyz"], max_length=16)
+    assert pieces("unaffablex wanted") == ["[UNK]", "want", "##ed"]
+    ids = O.encode(tok, ["The UNaffable Café, running!"], ["wanted xyz"])
     assert ids.dtype == torch.int64
     assert ids.tolist() == [[2, 4, 5, 6, 7, 12, 10, 8, 9, 11, 3, 13, 14, 1, 3, 0]]
-    assert O.token_type_ids(ids, sep_id=3).tolist() == [[0] * 11 + [1] * 4 + [0]]
-    assert O.attention_mask(ids).tolist() == [[1] * 15 + [0]]
     # longest-first truncation: a (9 tokens) shrinks to 4 before b (3 tokens) is touched
-    assert tok.encode("The UNaffable Café, running!", "wanted xyz", max_length=10) == [
-        2, 4, 5, 6, 7, 3, 13, 14, 1, 3]
-    assert tok.encode("the the the", max_length=4) == [2, 4, 4, 3]
-
-
-def test_basic_tokenizer_details():
-    assert O.basic_tokenize("Héllo\u00a0wörld\tA-B  $5\x00") == [
-        "hello", "world", "a", "-", "b", "$", "5"]
-    assert O.basic_tokenize("中文ok") == ["中", "文", "ok"]
-    assert O.basic_tokenize("Héllo", lower=False) == ["Héllo"]
-
-
-def test_wordpiece_matches_tokenizers_package():
-    tokenizers = pytest.importorskip("tokenizers")
-    from bibench.data.official.text import packaged_vocab
-
-    vocab = packaged_vocab()
-    if vocab is None:
-        pytest.skip("no packaged BERT vocab")
-    ref = tokenizers.BertWordPieceTokenizer(str(vocab), lowercase=True)
-    ours = O.WordPieceTokenizer(vocab)
-    pairs = [("The quick brown fox's \"jump\" -- naïve café!", "Ünïcödé 中文 tokens, 3.14 ok?"),
-             ("unaffable supercalifragilistic antidisestablishmentarianism", "e-mail@x.org"),
-             ("It's a charming and often affecting journey.", "")]
-    for a, b in pairs:
-        expected = ref.encode(a, b).ids if b else ref.encode(a).ids
-        assert ours.encode(a, b or None, max_length=512) == expected
+    short = O.bert_tokenizer(vocab, max_length=10)
+    assert O.encode(short, ["The UNaffable Café, running!"], ["wanted xyz"]).tolist() == [
+        [2, 4, 5, 6, 7, 3, 13, 14, 1, 3]]
+    assert O.encode(O.bert_tokenizer(vocab, max_length=4), ["the the the"]).tolist() == [
+        [2, 4, 4, 3]]
+    with pytest.raises(ValueError, match="special tokens"):
+        O.bert_tokenizer({"the": 0, "[UNK]": 1}, max_length=8)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Loaders (all also importable from here):
 - cifar10: `load_cifar10(root)`; cifar10c: `load_cifar10c(root, corruption, severity)` -> (x, y)
   and `load_cifar10c_task` (TaskData); imagenet: `load_imagenet`, lazy `ImageFolderDataset`;
 - modelnet40: `load_modelnet40`; shapenet_part: `load_shapenet_part` (+ `part_miou`);
-- glue_<task>: `load_glue(root, task)` with the plain-Python `WordPieceTokenizer`;
+- glue_<task>: `load_glue(root, task)`, tokenized with the `tokenizers` package's BERT WordPiece;
 - speech_commands: `load_speech_commands` (features from `bibench.data.features`);
 - voc07 (train VOC07+12 trainval, test VOC07 test): `load_voc`; coco17 / coco14: `load_coco`
   (`DetectionRecords` is the lazy form).
@@ -55,27 +55,18 @@ from bibench.data.official.points import (
     shapenet_part_categories,
 )
 from bibench.data.official.speech import KWS_LABELS, KWS_WORDS, load_speech_commands, read_wav
-from bibench.data.official.text import (
-    GLUE_TASKS,
-    WordPieceTokenizer,
-    attention_mask,
-    basic_tokenize,
-    load_glue,
-    token_type_ids,
-)
+from bibench.data.official.text import GLUE_TASKS, bert_tokenizer, encode, load_glue
 
 __all__ = [
     "CIFAR10C_ALL", "CIFAR10C_CORRUPTIONS", "CIFAR10C_EXTRA", "CIFAR10_CLASSES", "CIFAR10_MEAN",
     "CIFAR10_STD", "DatasetNotFoundError", "DetectionRecords", "VOC_CLASSES", "load_coco",
-    "load_voc", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD",
-    "ImageFolderDataset", "KWS_LABELS", "KWS_WORDS", "NORMALIZATION", "OFFICIAL_LOADERS",
-    "PART_TO_CATEGORY",
-    "SHAPENET_NUM_PARTS", "SHAPENET_PART_CATEGORIES", "SHAPENET_PART_SEG_CLASSES",
-    "WordPieceTokenizer", "attention_mask", "balanced_order", "basic_tokenize",
-    "cifar10_class_names", "imagenet_datasets", "load_cifar10", "load_cifar10c",
+    "load_voc", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "KWS_LABELS",
+    "KWS_WORDS", "NORMALIZATION", "OFFICIAL_LOADERS", "PART_TO_CATEGORY", "SHAPENET_NUM_PARTS",
+    "SHAPENET_PART_CATEGORIES", "SHAPENET_PART_SEG_CLASSES", "balanced_order", "bert_tokenizer",
+    "cifar10_class_names", "encode", "imagenet_datasets", "load_cifar10", "load_cifar10c",
     "load_cifar10c_task", "load_glue", "load_imagenet", "load_modelnet40", "load_official",
     "load_shapenet_part", "load_speech_commands", "part_miou", "read_wav", "resize_center_crop",
-    "shapenet_part_categories", "token_type_ids",
+    "shapenet_part_categories",
 ]
 
 # name -> loader(root, **options); every loader accepts max_train / max_test.

@@ -1,18 +1,18 @@
 """GLUE tasks from the TSV files of the GLUE download script, tokenized with BERT WordPiece.
 
-The tokenizer is a plain-Python re-implementation of BERT's (google-research/bert
-tokenization.py): a basic tokenizer (clean text, split CJK characters, lowercase, strip
-accents, split punctuation) followed by greedy longest-match-first WordPiece with `##`
-continuations and `[UNK]` for words it cannot cover. Sequences are `[CLS] a [SEP]` or
-`[CLS] a [SEP] b [SEP]`, truncated longest-first, padded with `[PAD]` (id 0 in BERT vocabs).
+The tokenizer is the `tokenizers` package's BertWordPieceTokenizer (BERT's basic tokenizer:
+clean text, split CJK characters, lowercase, strip accents, split punctuation; then greedy
+longest-match-first WordPiece with `##` continuations and `[UNK]` for words it cannot cover).
+Sequences are `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, truncated longest-first, padded with
+`[PAD]` (id 0 in BERT vocabs).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,157 +23,34 @@ from bibench.data.official.common import DatasetNotFoundError, how_to_get, requi
 # ---------------------------------------------------------------------------------------------
 # Tokenizer
 
-
-def _is_whitespace(ch: str) -> bool:
-    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+SPECIAL_TOKENS = ("[UNK]", "[CLS]", "[SEP]", "[PAD]")
 
 
-def _is_control(ch: str) -> bool:
-    if ch in "\t\n\r":
-        return False
-    return unicodedata.category(ch) in ("Cc", "Cf")
+def bert_tokenizer(vocab: str | Path | dict[str, int], max_length: int) -> Any:
+    """BERT's uncased WordPiece tokenizer over `vocab` (the `tokenizers` package's
+    BertWordPieceTokenizer: BERT's basic tokenizer and greedy longest-match-first WordPiece),
+    truncating longest-first to `max_length` and padding to it with [PAD]."""
+    from tokenizers import BertWordPieceTokenizer
+
+    tokens = (set(vocab) if isinstance(vocab, dict)
+              else {line.strip() for line in Path(vocab).read_text(encoding="utf-8").splitlines()})
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise ValueError(f"vocab {'' if isinstance(vocab, dict) else vocab} lacks the special "
+                         f"tokens {missing}")
+    tok = BertWordPieceTokenizer(vocab if isinstance(vocab, dict) else str(vocab),
+                                 lowercase=True)
+    if max_length < 3:
+        raise ValueError(f"max_length {max_length} leaves no room for the special tokens")
+    tok.enable_truncation(max_length, strategy="longest_first")
+    tok.enable_padding(length=max_length, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
+    return tok
 
 
-def _is_punctuation(ch: str) -> bool:
-    cp = ord(ch)
-    # all non-letter/number ASCII counts as punctuation ("$", "^", "`" included), as in BERT
-    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-        return True
-    return unicodedata.category(ch).startswith("P")
-
-
-def _is_cjk(cp: int) -> bool:
-    return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
-            or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
-            or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
-
-
-def basic_tokenize(text: str, lower: bool = True) -> list[str]:
-    """BERT's BasicTokenizer: clean, split CJK chars, lowercase + strip accents, split punct."""
-    cleaned = []
-    for ch in text:
-        cp = ord(ch)
-        if cp == 0 or cp == 0xFFFD or _is_control(ch):
-            continue
-        if _is_cjk(cp):
-            cleaned += [" ", ch, " "]
-        else:
-            cleaned.append(" " if _is_whitespace(ch) else ch)
-    tokens = []
-    for token in "".join(cleaned).split():
-        if lower:
-            token = token.lower()
-            token = "".join(c for c in unicodedata.normalize("NFD", token)
-                            if unicodedata.category(c) != "Mn")
-        word: list[str] = []
-        for ch in token:
-            if _is_punctuation(ch):
-                if word:
-                    tokens.append("".join(word))
-                    word = []
-                tokens.append(ch)
-            else:
-                word.append(ch)
-        if word:
-            tokens.append("".join(word))
-    return tokens
-
-
-def load_vocab(path: str | Path) -> dict[str, int]:
-    """A BERT vocab.txt: one token a line, id = line number."""
-    vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            token = line.rstrip("\n").rstrip("\r")
-            if token not in vocab:
-                vocab[token] = i
-    return vocab
-
-
-class WordPieceTokenizer:
-    """BERT (uncased by default) tokenizer over a vocab.txt, in plain Python."""
-
-    def __init__(self, vocab: dict[str, int] | str | Path, *, lower: bool = True,
-                 unk: str = "[UNK]", cls: str = "[CLS]", sep: str = "[SEP]", pad: str = "[PAD]",
-                 max_chars_per_word: int = 100) -> None:
-        self.vocab = load_vocab(vocab) if isinstance(vocab, str | Path) else dict(vocab)
-        missing = [t for t in (unk, cls, sep, pad) if t not in self.vocab]
-        if missing:
-            raise ValueError(f"vocab lacks the special tokens {missing}")
-        self.lower, self.unk, self.max_chars = lower, unk, max_chars_per_word
-        self.unk_id, self.cls_id = self.vocab[unk], self.vocab[cls]
-        self.sep_id, self.pad_id = self.vocab[sep], self.vocab[pad]
-        self._cache: dict[str, list[str]] = {}
-
-    def wordpiece(self, word: str) -> list[str]:
-        """Greedy longest-match-first split of one word; [UNK] if any piece is missing."""
-        cached = self._cache.get(word)
-        if cached is not None:
-            return cached
-        if len(word) > self.max_chars:
-            pieces = [self.unk]
-        else:
-            pieces, start = [], 0
-            while start < len(word):
-                end, piece = len(word), None
-                while start < end:
-                    sub = word[start:end] if start == 0 else "##" + word[start:end]
-                    if sub in self.vocab:
-                        piece = sub
-                        break
-                    end -= 1
-                if piece is None:
-                    pieces = [self.unk]
-                    break
-                pieces.append(piece)
-                start = end
-        if len(self._cache) < 1_000_000:
-            self._cache[word] = pieces
-        return pieces
-
-    def tokenize(self, text: str) -> list[str]:
-        return [p for word in basic_tokenize(text, self.lower) for p in self.wordpiece(word)]
-
-    def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:
-        return [self.vocab.get(t, self.unk_id) for t in tokens]
-
-    def encode(self, a: str, b: str | None = None, max_length: int = 128) -> list[int]:
-        """Unpadded ids of `[CLS] a [SEP] (b [SEP])`, truncated longest-first to max_length."""
-        ta = self.convert_tokens_to_ids(self.tokenize(a))
-        tb = self.convert_tokens_to_ids(self.tokenize(b)) if b is not None else None
-        budget = max_length - (3 if tb is not None else 2)
-        if budget < 0:
-            raise ValueError(f"max_length {max_length} leaves no room for the special tokens")
-        if tb is None:
-            ta = ta[:budget]
-            return [self.cls_id, *ta, self.sep_id]
-        while len(ta) + len(tb) > budget:  # BERT's _truncate_seq_pair
-            if len(ta) > len(tb):
-                ta.pop()
-            else:
-                tb.pop()
-        return [self.cls_id, *ta, self.sep_id, *tb, self.sep_id]
-
-    def batch_encode(self, texts_a: list[str], texts_b: list[str] | None = None,
-                     max_length: int = 128) -> Tensor:
-        """int64 (N, max_length) ids, padded with the [PAD] id."""
-        out = torch.full((len(texts_a), max_length), self.pad_id, dtype=torch.int64)
-        for i, a in enumerate(texts_a):
-            ids = self.encode(a, texts_b[i] if texts_b is not None else None, max_length)
-            out[i, :len(ids)] = torch.tensor(ids, dtype=torch.int64)
-        return out
-
-
-def token_type_ids(ids: Tensor, sep_id: int, pad_id: int = 0) -> Tensor:
-    """Segment ids of encoded pairs: 0 up to the first [SEP] included, 1 after it up to the
-    second [SEP] included, 0 on padding."""
-    is_sep = (ids == sep_id).long()
-    seps_before = is_sep.cumsum(dim=1) - is_sep
-    return ((seps_before == 1) & (ids != pad_id)).long()
-
-
-def attention_mask(ids: Tensor, pad_id: int = 0) -> Tensor:
-    return (ids != pad_id).long()
+def encode(tok: Any, texts_a: list[str], texts_b: list[str] | None = None) -> Tensor:
+    """int64 (N, max_length) ids of `[CLS] a [SEP] (b [SEP])`, padded with [PAD]."""
+    batch = list(zip(texts_a, texts_b, strict=True)) if texts_b is not None else list(texts_a)
+    return torch.tensor([e.ids for e in tok.encode_batch(batch)], dtype=torch.int64)
 
 
 def packaged_vocab() -> Path | None:
@@ -360,16 +237,16 @@ def load_glue(root: str | Path, task: str, *, max_length: int = 128,
         a_tr, b_tr, y_tr = _examples(train_path, spec)
         a_te, b_te, y_te = _examples(test_path, spec)
         source = f"{base} (GLUE {spec.folder} {spec.train} / {test_name})"
-    tok = WordPieceTokenizer(vocab_path)
+    tok = bert_tokenizer(vocab_path, max_length)
     n_tr, n_te = take(max_train, len(a_tr)), take(max_test, len(a_te))
 
-    def encode(a, b, n):
-        return tok.batch_encode(a[:n], b[:n] if b is not None else None, max_length)
+    def encoded(a, b, n):
+        return encode(tok, a[:n], b[:n] if b is not None else None)
 
     dtype = torch.float32 if spec.task_type == "regression" else torch.int64
     return TaskData(
-        name=f"glue_{task}", x_train=encode(a_tr, b_tr, n_tr),
-        y_train=torch.tensor(y_tr[:n_tr], dtype=dtype), x_test=encode(a_te, b_te, n_te),
+        name=f"glue_{task}", x_train=encoded(a_tr, b_tr, n_tr),
+        y_train=torch.tensor(y_tr[:n_tr], dtype=dtype), x_test=encoded(a_te, b_te, n_te),
         y_test=torch.tensor(y_te[:n_te], dtype=dtype),
         num_classes=1 if spec.task_type == "regression" else (
             len(spec.labels) if spec.labels else 2),
