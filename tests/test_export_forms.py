@@ -20,6 +20,7 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from export_reference import count_bipolar_quant, openvino_predict, qonnx_predict
 from torch import nn
 
 import bibench.export.openvino as eo
@@ -35,15 +36,8 @@ from bibench.export.openvino import (
     BinaryFallbackError,
     computed_packed_bytes,
     export_openvino_binary,
-    openvino_predict,
 )
-from bibench.export.qonnx import (
-    QONNX_DOMAIN,
-    count_bipolar_quant,
-    export_qonnx,
-    qonnx_onnxruntime_predict,
-    qonnx_predict,
-)
+from bibench.export.qonnx import QONNX_DOMAIN, export_qonnx, qonnx_onnxruntime_predict
 from bibench.latency.timing import count_binary_convolutions, openvino_compile, time_openvino
 from bibench.models import build_model
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from export_reference import check_parity
 
-from bibench.export.onnx import check_parity, export_onnx
+from bibench.export.onnx import export_onnx
 from bibench.training.checkpoint import build_cell_model
 
 

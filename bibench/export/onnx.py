@@ -19,9 +19,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from bibench.evaluation.predict import predict
 from bibench.io import atomic_write
-from bibench.latency.timing import ort_session
 
 if TYPE_CHECKING:
     from bibench.export.forms import FormInput
@@ -96,13 +94,6 @@ def ort_predict(session: ort.InferenceSession, x: Tensor, batch_size: int = 256)
     return np.concatenate(
         [session.run(None, {name: xb.numpy()})[0] for xb in x.split(batch_size)]
     )
-
-
-def check_parity(model: nn.Module, path: str | Path, x: Tensor, *, optimize: bool = True,
-                 atol: float = 1e-3) -> Parity:
-    """Compare onnxruntime's logits with PyTorch's on x."""
-    ref = predict(model, x).numpy()
-    return logit_parity(ref, ort_predict(ort_session(path, optimize=optimize), x), atol)
 
 
 def parity_row(form: str, parity: Any, settings: dict[str, Any], enforce: bool, *,

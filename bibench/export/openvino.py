@@ -290,12 +290,6 @@ def computed_packed_bytes(model: nn.Module) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def openvino_predict(path: str | Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Outputs of the compiled model on x (any batch size)."""
-    compiled = openvino_compile(path, threads, batch=len(x))
-    return np.asarray(compiled(np.ascontiguousarray(x))[0]).copy()
-
-
 # --------------------------------------------------------------------------------------------
 # The IR: explicit BinaryConvolution with 1-bit weights and bibench's zero padding
 # --------------------------------------------------------------------------------------------

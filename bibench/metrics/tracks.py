@@ -23,7 +23,7 @@ from bibench.metrics.overall import (
     om_infer,
     om_robust,
     om_task,
-    quadratic_mean,
+    om_train,
     sensitivity_ratio,
 )
 from bibench.metrics.quality import AT_CHANCE, EVAL_GAP_MARK
@@ -223,7 +223,7 @@ def _efficiency(algo: str, rows: pd.DataFrame, fp_rows: pd.DataFrame, excluded: 
              else "no sensitivity run of this algorithm has a usable spread" if len(grid)
              else "no hyperparameter-sensitivity grid in the config"),
         _row(algo, "training_consumption", "OM_train",
-             quadratic_mean([time_ratio, sens]) if measured else float("nan"),
+             om_train([time_ratio], [sens]) if measured else float("nan"),
              inputs=inputs + sens_inputs, excluded=excluded + sens_excluded,
              note="" if measured else "needs both the time ratio and the sensitivity"),
     ]

@@ -17,7 +17,6 @@ from bibench.data.official.common import require_files, resolve_dir
 
 MODELNET40_DIR = "modelnet40_ply_hdf5_2048"
 SHAPENET_PART_DIR = "hdf5_data"
-POINTS_PER_CLOUD = 2048
 
 # all_object_categories.txt order (category index = `label` in the h5 files) and the global
 # part ids (`pid`, 0..49) of each category, as in PointNet/PointNet++/DGCNN evaluation code.
