@@ -266,7 +266,11 @@ def remote_spec(name: str, device: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fill_defaults(instance: Any, schema: dict[str, Any], root: dict[str, Any]) -> None:
-    """Insert the schema's `default` values, in place, wherever a key is absent."""
+    """Insert the schema's `default` values, in place, wherever a key is absent.
+
+    Not snakemake.utils.validate(set_default=True): its default setter takes every subschema
+    for a mapping and fails (TypeError) on the boolean subschemas this schema's if/then rules
+    use (`properties: {kind: true, ...}` for local devices)."""
     if "$ref" in schema:
         ref = schema["$ref"].removeprefix("#/").split("/")
         target: Any = root
