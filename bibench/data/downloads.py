@@ -97,7 +97,7 @@ DOWNLOADS: dict[str, dict[str, Any]] = {
              "name": "dev_ids.tsv"},
         ],
     },
-    # PASCAL VOC (issue #16): md5s as published in torchvision's VOC dataset table. Each tar
+    # PASCAL VOC: md5s as published in torchvision's VOC dataset table. Each tar
     # holds VOCdevkit/VOC<year>/; they go to separate folders (their top levels clash), which
     # the VOC loader also searches.
     "voc2007_trainval": {
@@ -118,7 +118,7 @@ DOWNLOADS: dict[str, dict[str, Any]] = {
         "archive": "VOCtrainval_11-May-2012.tar", "extract_to": "voc2012_trainval",
         "provides": "voc2012_trainval/VOCdevkit/VOC2012",
     },
-    # COCO 2017 (issue #16): no published hashes; recorded on the first download.
+    # COCO 2017: no published hashes; recorded on the first download.
     **{f"coco2017_{part}": {
         "url": f"http://images.cocodataset.org/{folder}/{part}2017.zip", "sha256": None,
         "archive": f"{part}2017.zip", "extract_to": "coco", "provides": f"coco/{provides}"}

@@ -1,4 +1,4 @@
-"""Latency on the user's own devices (an ARM board, a laptop) reached over SSH (issue #6).
+"""Latency on the user's own devices (an ARM board, a laptop) reached over SSH.
 
 A device is a mapping in the config (see docs/remote-devices.md). `run_remote` copies the models
 into a fresh run directory on the device, runs the device's command template there, reads the

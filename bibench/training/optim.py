@@ -3,7 +3,7 @@ torch.optim.Optimizer.
 
 torch.optim.Optimizer imports torch._dynamo the first time a parameter group is added and at
 every step (its guards for torch.compile, no-ops in eager mode): 2.3 s in every training job
-on this project's 2-core machine, 36 jobs in the default run (issue 18). The update here is
+on this project's 2-core machine, 36 jobs in the default run. The update here is
 torch's own functional form (torch.optim.adam.adam, torch.optim.sgd.sgd) on state laid out as
 torch.optim keeps it, so the arithmetic is torch's: tests/test_training_optim.py checks that
 the parameters equal torch.optim's, bit for bit, after several steps, and that the schedules

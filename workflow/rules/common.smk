@@ -68,7 +68,7 @@ def _run_cores():
         return 1
 
 
-# Job order where more jobs are ready than cores (issue 18): stage by stage, the pretrained
+# Job order where more jobs are ready than cores: stage by stage, the pretrained
 # models first, since every cell waits for one. Within a stage the greedy scheduler
 # (profiles/default) starts the job with the largest inputs first: the costliest models, so
 # the run does not end on one long job beside an idle core. A default run that left the text
