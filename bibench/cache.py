@@ -56,7 +56,7 @@ LATENCY = ("latency/*.py", "export/forms.py")
 REGISTRIES = ("models/__init__.py", "algorithms/__init__.py", "algorithms/base.py")
 # (the task metrics: the paired tests recompute a metric that is not a mean per example)
 AGGREGATE = ("metrics/*.py", "evaluation/task_metrics.py", "evaluation/detection_metrics.py",
-             *REGISTRIES)
+             "latency/engines.py", *REGISTRIES)
 REPORT = ("report/**/*", *AGGREGATE)
 
 _DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
@@ -99,6 +99,8 @@ CORRUPTION_FILES = (*_OFFICIAL, "data/official/images.py")
 TRAINED_RULES = ("pretrain", "binarize_finetune", "sensitivity")
 EVALUATE_RULES = ("evaluate", "evaluate_without_export")
 MODEL_RULES = (*TRAINED_RULES, *EVALUATE_RULES)
+# Jobs whose results an installed engine plugin's code shapes (its timings, their summary).
+TIMING_RULES = ("latency", "aggregate", "report")
 
 
 def _stage_files(rule: str) -> tuple[str, ...]:
@@ -138,6 +140,10 @@ def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
         extra += [_algorithm_sources()[a] for a in algorithms if a != FP32]
     if rule in EVALUATE_RULES and corruption_files:
         patterns += CORRUPTION_FILES
+    if rule in TIMING_RULES:
+        from bibench.latency.engines import plugin_engine_sources
+
+        extra += plugin_engine_sources()
     files = {p for pattern in patterns for p in _expand(pattern)}
     return sorted(files | set(extra), key=str)
 

@@ -59,5 +59,3 @@ def known_algorithms() -> list[str]:
     """fp32 followed by every binarization algorithm, in a stable order."""
     return [FP32, *algorithm_sources()]
 
-# Engines that run 1-bit kernels: their timings show what binarization buys (OM_infer).
-BINARY_ENGINES = ("openvino_binary",)

@@ -202,8 +202,16 @@ def read_yaml(path: str | Path) -> Any:
 
 @functools.lru_cache(maxsize=4)
 def _schema(path: str, mtime_ns: int) -> dict[str, Any]:
-    """The schema file, parsed once per content version (the key holds its mtime)."""
-    return read_yaml(path)
+    """The schema file, parsed once per content version (the key holds its mtime), with the
+    registered engines' names as the only values a device's `engines` may hold (the engine
+    registry is their one list: bibench.latency.engines)."""
+    from bibench.latency.engines import engines
+
+    schema = read_yaml(path)
+    engine_names = schema.get("$defs", {}).get("device", {}).get("properties", {}).get("engines")
+    if engine_names is not None:
+        engine_names["items"] = {"enum": list(engines())}
+    return schema
 
 
 def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
@@ -242,6 +250,12 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
             problems.append(f"config key tasks.{name}.corruption_files: official corruption "
                             "files exist for CIFAR-10 only (CIFAR-10-C)")
     for name, device in (config.get("latency") or {}).get("devices", {}).items():
+        from bibench.latency.engines import engines
+
+        for i, engine in enumerate(device.get("engines", [])):
+            if device.get("kind") == "ssh" and not engines()[engine].board_engine:
+                problems.append(f"config key latency.devices.{name}.engines.{i}: engine "
+                                f"{engine!r} does not run on remote boards")
         if device.get("kind") == "ssh":
             from bibench.latency.remote import validate_device
 

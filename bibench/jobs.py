@@ -338,10 +338,11 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
 
 
 def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[str, Any],
-            threads: int, onnx: str, openvino: str, export_table: str, fp32_onnx: str,
+            threads: int, forms: dict[str, str], export_table: str, fp32_onnx: str,
             table: str, code: str) -> None:
     """Time the cell and the FP32 model of its architecture in the same job, on every
-    configured device x engine x thread count (same-run speedups). A cell that was not exported
+    configured device x engine x thread count (bibench.latency.engines; `forms`: export form
+    name -> the cell's file or folder of it), same-run speedups. A cell that was not exported
     (its training did not finish) is not timed: its rows say why."""
     from bibench.export.forms import NOT_EXPORTED
     from bibench.io import read_table
@@ -357,9 +358,9 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
     else:
         with tempfile.TemporaryDirectory(prefix="bibench-reference-") as workdir:
             rows = measure_cell(
-                algorithm=algorithm, onnx=onnx, openvino_dir=openvino, fp32_onnx=fp32_onnx,
-                exports=exports, settings=settings, max_threads=threads, arch=arch,
-                workdir=workdir, label=f"{task}/{arch}/{algorithm}/seed{seed}")
+                algorithm=algorithm, forms=forms, fp32_onnx=fp32_onnx, exports=exports,
+                settings=settings, max_threads=threads, arch=arch, workdir=workdir,
+                label=f"{task}/{arch}/{algorithm}/seed{seed}")
     prov = {k: v for k, v in provenance({"settings": settings}, "cpu", 1, code=code).items()
             if k not in ("threads", "precision", "device", "device_model")}
     out = [{**_cell(task, arch, algorithm, seed), **r, "device_model": r["cpu_model"], **prov}

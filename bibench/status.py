@@ -117,7 +117,7 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
             [cell / n for n in form_paths()], [model]),
         Job("latency", {"latency": {"settings": config["latency"]}}, code("latency"),
             {"latency": cell / "latency.parquet"}, [],
-            [cell / "model.onnx", cell / "export.parquet", fp32_onnx]),
+            [*(cell / n for n in form_paths()), cell / "export.parquet", fp32_onnx]),
     ]
 
 

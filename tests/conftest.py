@@ -68,10 +68,11 @@ class Workflow:
 
 
 def install_package(root: Path, package: str, modules: dict[str, str],
-                    algorithms: dict[str, str]) -> Path:
+                    algorithms: dict[str, str], engines: dict[str, str] | None = None) -> Path:
     """Build the plugin package `package` (its `modules`: file name -> source) in `root`,
-    registering `algorithms` (name -> "module:Class") as bibench.algorithms entry points, and
-    pip-install it, offline, into a target folder, returned: put it on PYTHONPATH to use it."""
+    registering `algorithms` (name -> "module:Class") as bibench.algorithms entry points and
+    `engines` (name -> "module:OBJECT") as bibench.engines ones, and pip-install it, offline,
+    into a target folder, returned: put it on PYTHONPATH to use it."""
     import subprocess
     import sys
 
@@ -80,12 +81,16 @@ def install_package(root: Path, package: str, modules: dict[str, str],
     (src / package / "__init__.py").write_text("")
     for name, source in modules.items():
         (src / package / name).write_text(source)
-    entries = "\n".join(f'{name} = "{package}.{target}"' for name, target in algorithms.items())
+    groups = ""
+    for group, targets in (("bibench.algorithms", algorithms), ("bibench.engines", engines)):
+        if targets:
+            entries = "\n".join(f'{name} = "{package}.{target}"'
+                                for name, target in targets.items())
+            groups += f'\n[project.entry-points."{group}"]\n{entries}\n'
     (src / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
         f'\n[project]\nname = "{package.replace("_", "-")}"\nversion = "0.0.1"\n'
-        f'\n[project.entry-points."bibench.algorithms"]\n{entries}\n'
-        f'\n[tool.setuptools]\npackages = ["{package}"]\n')
+        f'{groups}\n[tool.setuptools]\npackages = ["{package}"]\n')
     site = root / "site"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",

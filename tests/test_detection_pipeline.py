@@ -117,7 +117,8 @@ def test_detection_cells_export_time_and_count(tmp_path, monkeypatch, arch):
     latency_settings = {**_settings("latency"), "warmup": 1, "repeats": 3}
     bnn = folders["bnn"]
     jobs.latency(**cell, algorithm="bnn", settings=latency_settings, threads=1,
-                 onnx=str(bnn / "model.onnx"), openvino=str(bnn / "openvino"),
+                 forms={"onnx": str(bnn / "model.onnx"),
+                        "openvino_binary": str(bnn / "openvino")},
                  export_table=str(bnn / "export.parquet"),
                  fp32_onnx=str(folders["fp32"] / "model.onnx"),
                  table=str(bnn / "latency.parquet"), code="c")

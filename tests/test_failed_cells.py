@@ -127,8 +127,9 @@ def test_a_cell_that_did_not_train_is_not_run_exported_or_timed(
 
     table = tmp_path / "latency.parquet"
     latency(task="digits", arch="resnet20", algorithm=algorithm, seed=0,
-            settings=config["latency"], threads=1, onnx=str(out["onnx"]),
-            openvino=str(out["openvino"]), export_table=str(out["export_table"]),
+            settings=config["latency"], threads=1,
+            forms={"onnx": str(out["onnx"]), "openvino_binary": str(out["openvino"])},
+            export_table=str(out["export_table"]),
             fp32_onnx=str(tmp_path / "absent.onnx"), table=str(table), code="c")
     timed = read_table(table, "latency")
     engines = {e for d in config["latency"]["devices"].values() for e in d["engines"]}

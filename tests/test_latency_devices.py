@@ -52,7 +52,8 @@ def test_local_thread_counts_stop_at_what_the_job_got():
 
 
 def test_fp32_cell_is_its_own_baseline(onnx_files):
-    rows = measure_cell(algorithm="fp32", onnx=onnx_files["fp32"], openvino_dir="unused",
+    rows = measure_cell(algorithm="fp32", forms={"onnx": onnx_files["fp32"],
+                                                 "openvino_binary": "unused"},
                         fp32_onnx=onnx_files["fp32"], exports=_exports(None),
                         settings=SETTINGS, max_threads=1)
     assert [(r["engine"], r["threads"]) for r in rows] == [("onnxruntime", 1),
@@ -79,8 +80,9 @@ def test_the_latency_job_runs_without_torch(onnx_files, tmp_path):
     code = ("import sys, json; from bibench.jobs import latency; "
             "latency(**json.loads(sys.argv[1])); "
             "assert 'torch' not in sys.modules, 'the latency job imported torch'")
-    job = {**cell, "settings": settings, "threads": 1, "onnx": str(onnx_files["fp32"]),
-           "openvino": "unused", "export_table": str(tmp_path / "export.parquet"),
+    job = {**cell, "settings": settings, "threads": 1,
+           "forms": {"onnx": str(onnx_files["fp32"]), "openvino_binary": "unused"},
+           "export_table": str(tmp_path / "export.parquet"),
            "fp32_onnx": str(onnx_files["fp32"]), "table": str(tmp_path / "latency.parquet"),
            "code": "x"}
     subprocess.run([sys.executable, "-c", code, json.dumps(job)], check=True)
@@ -89,7 +91,8 @@ def test_the_latency_job_runs_without_torch(onnx_files, tmp_path):
 
 def test_a_form_that_does_not_deploy_is_a_row_with_its_reason(onnx_files):
     reason = "not deployable: spatial scale factors (XNOR++ Gamma) have no engine operator"
-    rows = measure_cell(algorithm="xnorpp", onnx=onnx_files["cell"], openvino_dir="unused",
+    rows = measure_cell(algorithm="xnorpp", forms={"onnx": onnx_files["cell"],
+                                                   "openvino_binary": "unused"},
                         fp32_onnx=onnx_files["fp32"], exports=_exports(reason),
                         settings=SETTINGS, max_threads=1)
     by_engine = {r["engine"]: r for r in rows}
@@ -105,7 +108,8 @@ def test_a_form_that_failed_its_parity_check_is_not_timed(onnx_files):
     exports = _exports(None)
     exports.loc["onnx", "status"] = "failed: onnx disagrees with PyTorch"
     settings = {**SETTINGS, "devices": {"here": {"kind": "local", "engines": ["onnxruntime"]}}}
-    rows = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+    rows = measure_cell(algorithm="bnn", forms={"onnx": onnx_files["cell"],
+                                                "openvino_binary": "unused"},
                         fp32_onnx=onnx_files["fp32"], exports=exports, settings=settings,
                         max_threads=1)
     assert len(rows) == 1 and rows[0]["status"].startswith("failed: onnx disagrees")
@@ -180,7 +184,8 @@ def resnet20_files(tmp_path_factory):
 def test_binary_rows_time_the_reference_in_the_same_window(resnet20_files, tmp_path):
     d = resnet20_files
     settings = {**SETTINGS, "threads": [1]}
-    rows = measure_cell(algorithm="bnn", onnx=d / "fp32.onnx", openvino_dir=d / "cell",
+    rows = measure_cell(algorithm="bnn", forms={"onnx": d / "fp32.onnx",
+                                                "openvino_binary": d / "cell"},
                         fp32_onnx=d / "fp32.onnx", exports=_exports("ok"), settings=settings,
                         max_threads=1, arch="resnet20", workdir=tmp_path)
     by_engine = {r["engine"]: r for r in rows}
@@ -200,7 +205,8 @@ def test_binary_rows_say_when_no_reference_applies(resnet20_files, tmp_path):
     d = resnet20_files
     settings = {**SETTINGS, "threads": [1],
                 "devices": {"here": {"kind": "local", "engines": ["openvino_binary"]}}}
-    rows = measure_cell(algorithm="bnn", onnx=d / "fp32.onnx", openvino_dir=d / "cell",
+    rows = measure_cell(algorithm="bnn", forms={"onnx": d / "fp32.onnx",
+                                                "openvino_binary": d / "cell"},
                         fp32_onnx=d / "fp32.onnx", exports=_exports("ok"), settings=settings,
                         max_threads=1, arch="vgg_small", workdir=tmp_path)
     assert rows[0]["status"] == "ok" and math.isnan(rows[0]["reference_median_ms"])
@@ -234,7 +240,8 @@ def test_a_row_timed_while_another_bibench_job_times_is_contended(onnx_files, tm
     monkeypatch.setenv("BIBENCH_TIMING_DIR", str(tmp_path))
     other = _holder(tmp_path)
     try:
-        [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+        [row] = measure_cell(algorithm="bnn", forms={"onnx": onnx_files["cell"],
+                                                     "openvino_binary": "unused"},
                              fp32_onnx=onnx_files["fp32"], exports=_exports(None),
                              settings=_ONNXRUNTIME_ONLY, max_threads=1, label="t/a/bnn/seed0")
     finally:
@@ -245,7 +252,8 @@ def test_a_row_timed_while_another_bibench_job_times_is_contended(onnx_files, tm
     assert row["median_ms"] > 0 and row["speedup_vs_fp32"] > 0  # kept, but marked
     assert row["load_avg_start"] >= 0 and row["load_avg_end"] >= 0
     # the other run is gone: the next timing is clean
-    [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+    [row] = measure_cell(algorithm="bnn", forms={"onnx": onnx_files["cell"],
+                                                 "openvino_binary": "unused"},
                          fp32_onnx=onnx_files["fp32"], exports=_exports(None),
                          settings=_ONNXRUNTIME_ONLY, max_threads=1)
     assert row["status"] == "ok" and row["concurrent_timing"] is False
@@ -260,7 +268,8 @@ def test_the_entry_of_a_killed_job_does_not_count(onnx_files, tmp_path, monkeypa
     other.kill()
     other.wait()
     [entry] = tmp_path.glob("window-*")
-    [row] = measure_cell(algorithm="bnn", onnx=onnx_files["cell"], openvino_dir="unused",
+    [row] = measure_cell(algorithm="bnn", forms={"onnx": onnx_files["cell"],
+                                                 "openvino_binary": "unused"},
                          fp32_onnx=onnx_files["fp32"], exports=_exports(None),
                          settings=_ONNXRUNTIME_ONLY, max_threads=1)
     assert row["status"] == "ok" and row["concurrent_timing"] is False

@@ -311,7 +311,8 @@ def test_latency_rows_of_a_remote_device(device: dict, models: list[Path]) -> No
     spec = {k: v for k, v in device.items() if k != "name"}
     settings = {"threads": [1, 2], "batch_size": 1, "warmup": 2, "repeats": 50,
                 "devices": {"board": {**spec, "engines": ["onnxruntime"], "threads": [1]}}}
-    rows = measure_cell(algorithm="bnn", onnx=models[0], openvino_dir=models[0].parent,
+    rows = measure_cell(algorithm="bnn", forms={"onnx": models[0],
+                                                "openvino_binary": models[0].parent},
                         fp32_onnx=models[1], exports=exports, settings=settings,
                         max_threads=1)
     assert len(rows) == 1
@@ -349,7 +350,8 @@ def test_a_dead_board_is_tried_once_per_job_and_every_row_says_why(
     settings = {"threads": [1], "batch_size": 1, "warmup": 1, "repeats": 5,
                 "devices": {"dead": {**spec, "port": _free_port(), "threads": [1, 2, 4],
                                      "engines": ["onnxruntime", "openvino_fp32"]}}}
-    rows = measure_cell(algorithm="bnn", onnx=models[0], openvino_dir=models[0].parent,
+    rows = measure_cell(algorithm="bnn", forms={"onnx": models[0],
+                                                "openvino_binary": models[0].parent},
                         fp32_onnx=models[1], exports=exports, settings=settings,
                         max_threads=1)
     assert len(rows) == 6 and len(calls) == 1  # one connection attempt in the whole job
@@ -383,7 +385,8 @@ def test_a_board_lost_mid_job_is_not_tried_again(device: dict, models: list[Path
     spec = {k: v for k, v in device.items() if k != "name"}
     settings = {"threads": [1], "batch_size": 1, "warmup": 1, "repeats": 5,
                 "devices": {"lost": {**spec, "threads": [1, 2], "engines": ["onnxruntime"]}}}
-    rows = measure_cell(algorithm="bnn", onnx=models[0], openvino_dir=models[0].parent,
+    rows = measure_cell(algorithm="bnn", forms={"onnx": models[0],
+                                                "openvino_binary": models[0].parent},
                         fp32_onnx=models[1], exports=exports, settings=settings,
                         max_threads=1)
     assert len(calls) == 2  # the CPU query, then the one timing attempt that failed

@@ -23,27 +23,14 @@ import pandas as pd
 
 from bibench.catalog import FP32
 from bibench.config import remote_spec
+from bibench.latency.engines import Engine, engine_version, get_engine
 from bibench.latency.machine import cpu_model, isa_features
 from bibench.latency.reference import reference_note, write_reference
 from bibench.latency.remote import UnreachableError
-from bibench.latency.timing import (
-    Timing,
-    engine_version,
-    example_input,
-    ort_session,
-    time_onnxruntime,
-)
+from bibench.latency.timing import Timing, example_input, ort_session
 from bibench.latency.windows import TimingWindow, describe
 
 log = logging.getLogger(__name__)
-
-# The file each engine runs (a form of bibench.export.onnx) and its arithmetic.
-ENGINE_FORMS = {"onnxruntime": "onnx", "openvino_fp32": "onnx",
-                "openvino_binary": "openvino_binary"}
-ENGINE_PRECISION = {"onnxruntime": "fp32", "openvino_fp32": "fp32", "openvino_binary": "binary"}
-# The engine name bibench.latency.board takes on a remote device.
-CLI_ENGINES = {"onnxruntime": "onnxruntime", "openvino_fp32": "openvino",
-               "openvino_binary": "openvino"}
 
 _NAN = float("nan")
 
@@ -66,25 +53,13 @@ def thread_counts(device: dict[str, Any], settings: dict[str, Any], max_threads:
     return counts
 
 
-def _time_local(engine: str, paths: list[Path], example: Any, threads: int,
-                settings: dict[str, Any]) -> tuple[list[Timing], int]:
-    kwargs = {"threads": threads, "warmup": settings["warmup"], "repeats": settings["repeats"]}
-    if engine == "onnxruntime":
-        return time_onnxruntime(paths, example, **kwargs), -1
-    from bibench.latency.timing import count_binary_convolutions, openvino_compile, time_compiled
-
-    compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
-    executed = count_binary_convolutions(compiled[0]) if engine == "openvino_binary" else -1
-    timings = time_compiled(compiled, example, warmup=settings["warmup"],
-                            repeats=settings["repeats"])
-    return timings, executed
-
-
-def _time_remote(name: str, device: dict[str, Any], engine: str, paths: list[Path],
+def _time_remote(name: str, device: dict[str, Any], engine: Engine, paths: list[Path],
                  threads: int, settings: dict[str, Any]) -> list[Timing]:
     from bibench.latency.remote import run_remote
 
-    return run_remote(remote_spec(name, device), paths, engine=CLI_ENGINES[engine],
+    if not engine.board_engine:
+        raise ValueError(f"engine {engine.name!r} does not run on remote boards")
+    return run_remote(remote_spec(name, device), paths, engine=engine.board_engine,
                       threads=threads,
                       warmup=settings["warmup"], repeats=settings["repeats"],
                       batch_size=settings["batch_size"])
@@ -121,10 +96,10 @@ def window_device(device: dict[str, Any]) -> str:
     return f"ssh:{device['host']}:{device.get('port') or 22}"
 
 
-def _engine_version(engine: str, device: dict[str, Any]) -> str:
+def _engine_version(engine: Engine, device: dict[str, Any]) -> str:
     if device["kind"] != "local":
         return "unknown (remote board)"
-    return engine_version(engine)
+    return engine_version(engine.name)
 
 
 def reference_model(arch: str, fp32_onnx: Path, example: Any, workdir: Path) -> Path | None:
@@ -143,10 +118,11 @@ def _form_status(exports: pd.DataFrame, form: str) -> str:
     return str(exports.loc[form, "status"])
 
 
-def _reference_status(engine: str, device: dict[str, Any], arch: str, status: str,
+def _reference_status(engine: Engine, device: dict[str, Any], arch: str, status: str,
                       reference: Path | None) -> str:
-    """Whether a row times the hand-built reference beside the cell, and if not, why."""
-    if engine != "openvino_binary":
+    """Whether a row times the hand-built reference beside the cell (an OpenVINO IR: binary
+    engines that load such files), and if not, why."""
+    if not engine.binary:
         return "not applicable: float engine"
     if device["kind"] != "local":
         return "not timed on remote devices"
@@ -155,20 +131,23 @@ def _reference_status(engine: str, device: dict[str, Any], arch: str, status: st
     return "ok" if status == "ok" else "not timed: the cell was not timed"
 
 
-def _time_row(name: str, device: dict[str, Any], engine: str, paths: list[Path], example: Any,
-              threads: int, settings: dict[str, Any]) -> tuple[list[Timing], int, str, bool]:
+def _time_row(name: str, device: dict[str, Any], engine: Engine, paths: list[Path],
+              example: Any, threads: int, settings: dict[str, Any]
+              ) -> tuple[list[Timing], int, str, bool]:
     """(timings of `paths` in one window, BinaryConvolution layers executed, row status,
     whether the device proved unreachable)."""
     try:
         if device["kind"] == "local":
-            timings, executed = _time_local(engine, paths, example, threads, settings)
+            timings, executed = engine.time(paths, example, threads=threads,
+                                            warmup=settings["warmup"],
+                                            repeats=settings["repeats"])
         else:
             timings, executed = _time_remote(name, device, engine, paths, threads, settings), -1
     except UnreachableError as err:
         return [], -1, _unreachable(name, err), True
     except Exception as err:  # noqa: BLE001  a row with the reason
         return [], -1, f"failed: {type(err).__name__}: {err}"[:500], False
-    if engine == "openvino_binary" and executed == 0:
+    if engine.binary and executed == 0:
         return timings, executed, ("failed: the compiled model runs no BinaryConvolution "
                                    "(float fallback)"), False
     return timings, executed, "ok", False
@@ -181,47 +160,48 @@ def contended_status(window: TimingWindow) -> str:
             f"({others}); re-time the cell")[:500]
 
 
-def _stored_bytes(form: str, model: Path, exports: pd.DataFrame) -> int:
-    if form == "onnx":  # float weights: the file is the storage
+def _stored_bytes(engine: Engine, model: Path, exports: pd.DataFrame) -> int:
+    if not engine.binary:  # float weights: the file is the storage
         return model.stat().st_size
-    # the engine's own file, as the evaluate job measured it
+    # the binary form's packed weights, as the evaluate job measured them
+    form = engine.form
     return int(exports.loc[form, "packed_bytes"]) if form in exports.index else 0
 
 
-def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
-                 fp32_onnx: str | Path, exports: pd.DataFrame, settings: dict[str, Any],
-                 max_threads: int, arch: str = "", workdir: str | Path | None = None,
-                 label: str = "") -> list[dict[str, Any]]:
+# long: one loop over devices x engines x thread counts, each row in its own timing window
+def measure_cell(*, algorithm: str, forms: dict[str, str | Path], fp32_onnx: str | Path,
+                 exports: pd.DataFrame, settings: dict[str, Any], max_threads: int,
+                 arch: str = "", workdir: str | Path | None = None, label: str = ""
+                 ) -> list[dict[str, Any]]:
     """Latency rows of one cell: every configured device x engine x thread count.
 
-    `exports` is the cell's export table indexed by form: it says which forms exist and
-    whether they agreed with PyTorch or deploy at all. Binary-engine rows also time the
-    architecture's hand-built reference (written under `workdir`) in the same window.
-    `label` names the cell to other jobs' contended rows.
+    `forms` maps each export form's name to the cell's file or folder of it; `exports` is
+    the cell's export table indexed by form: it says which forms exist and whether they
+    agreed with PyTorch or deploy at all. Binary-engine rows also time the architecture's
+    hand-built reference (written under `workdir`) in the same window. `label` names the
+    cell to other jobs' contended rows.
     """
-    onnx, fp32_onnx = Path(onnx), Path(fp32_onnx)
-    # the IR holds explicit BinaryConvolution with 1-bit weights: the file to deploy and time
-    files = {"onnx": onnx, "openvino_binary": Path(openvino_dir) / "model.xml"}
-    example = example_input(onnx, settings["batch_size"])
+    fp32_onnx = Path(fp32_onnx)
+    example = example_input(forms["onnx"], settings["batch_size"])
     reference = None
     if workdir is not None and algorithm != FP32 and any(
-            "openvino_binary" in d["engines"] for d in settings["devices"].values()):
+            get_engine(e).binary for d in settings["devices"].values() for e in d["engines"]):
         reference = reference_model(arch, fp32_onnx, example, Path(workdir))
     rows = []
     for name, device in settings["devices"].items():
         cpu, isa, unreachable = _cpu(name, device)
-        for engine in device["engines"]:
-            if engine == "openvino_binary" and algorithm == FP32:
+        for engine in map(get_engine, device["engines"]):
+            if engine.binary and algorithm == FP32:
                 continue  # nothing binary to time: the FP32 model is the baseline itself
-            form = ENGINE_FORMS[engine]
-            status = _form_status(exports, form)
+            model = engine.model_file(forms[engine.form])
+            status = _form_status(exports, engine.form)
             ref_status = _reference_status(engine, device, arch, status, reference)
-            paths = [files[form]] if algorithm == FP32 else [files[form], fp32_onnx]
+            paths = [model] if algorithm == FP32 else [model, fp32_onnx]
             if ref_status == "ok":
                 paths.insert(1, reference)
             for threads in thread_counts(device, settings, max_threads):
                 timings, executed, row_status = [], -1, status
-                window = TimingWindow(window_device(device), f"{label} {name}/{engine}/"
+                window = TimingWindow(window_device(device), f"{label} {name}/{engine.name}/"
                                                              f"{threads}t".strip())
                 if status == "ok" and unreachable:
                     row_status = unreachable  # the board failed once: no 10 s wait per row
@@ -233,11 +213,11 @@ def measure_cell(*, algorithm: str, onnx: str | Path, openvino_dir: str | Path,
                         unreachable = row_status
                 row = _row(
                     timings, row_status, ref_status, executed, settings,
-                    stored=_stored_bytes(form, files[form], exports),
+                    stored=_stored_bytes(engine, model, exports),
                     fp32_bytes=fp32_onnx.stat().st_size,
-                    device_name=name, device_kind=device["kind"], engine=engine,
+                    device_name=name, device_kind=device["kind"], engine=engine.name,
                     cpu_model=cpu, cpu_isa=isa, engine_version=_engine_version(engine, device),
-                    device=name, precision=ENGINE_PRECISION[engine], threads=threads,
+                    device=name, precision=engine.precision, threads=threads,
                     # the board's own load is not read: this machine's would mislead
                     load_avg_start=window.load_start if device["kind"] == "local" else _NAN,
                     load_avg_end=window.load_end if device["kind"] == "local" else _NAN,
@@ -287,17 +267,17 @@ def untimed_rows(*, algorithm: str, settings: dict[str, Any], max_threads: int, 
     for name, device in settings["devices"].items():
         local = device["kind"] == "local"
         cpu, isa = (cpu_model(), isa_features()) if local else ("unknown (not timed)", "unknown")
-        for engine in device["engines"]:
-            if engine == "openvino_binary" and algorithm == FP32:
+        for engine in map(get_engine, device["engines"]):
+            if engine.binary and algorithm == FP32:
                 continue  # as in measure_cell: the FP32 model has nothing binary to time
-            ref_status = ("not timed: the cell was not timed" if engine == "openvino_binary"
+            ref_status = ("not timed: the cell was not timed" if engine.binary
                           else "not applicable: float engine")
             for threads in thread_counts(device, settings, max_threads):
                 rows.append(_row(
                     [], status, ref_status, -1, settings, stored=0, fp32_bytes=0,
-                    device_name=name, device_kind=device["kind"], engine=engine,
+                    device_name=name, device_kind=device["kind"], engine=engine.name,
                     cpu_model=cpu, cpu_isa=isa, engine_version=_engine_version(engine, device),
-                    device=name, precision=ENGINE_PRECISION[engine], threads=threads,
+                    device=name, precision=engine.precision, threads=threads,
                     load_avg_start=_NAN, load_avg_end=_NAN, concurrent_timing=None))
     return rows
 

@@ -49,17 +49,6 @@ def ort_session(path: str | Path | bytes, *, threads: int = 1, optimize: bool = 
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def engine_version(engine: str) -> str:
-    """The version of the library behind an engine name (onnxruntime, openvino_*)."""
-    if engine == "onnxruntime":
-        import onnxruntime
-
-        return f"onnxruntime {onnxruntime.__version__}"
-    if engine.startswith("openvino"):
-        return f"openvino {openvino_module().get_version()}"
-    raise ValueError(f"unknown engine {engine!r}")
-
-
 def summarize_ns(samples_ns: list[int]) -> Timing:
     """Median and p10/p90 of per-run times in nanoseconds."""
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
@@ -235,3 +224,30 @@ def time_openvino(paths: list[str | Path], example: np.ndarray, *, threads: int,
     """Compile each model (f32 hint, `threads` threads) and time them, alternating in blocks."""
     compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
     return time_compiled(compiled, example, warmup=warmup, repeats=repeats)
+
+
+# The built-in engines' timers (bibench.latency.engines): (timings of `paths` in one window,
+# BinaryConvolution layers the compiled model executed, -1 where not counted).
+
+def time_onnxruntime_engine(paths: list[str | Path], example: np.ndarray, *, threads: int,
+                            warmup: int, repeats: int) -> tuple[list[Timing], int]:
+    return time_onnxruntime(paths, example, threads=threads, warmup=warmup,
+                            repeats=repeats), -1
+
+
+def _time_openvino(paths: list[str | Path], example: np.ndarray, threads: int, warmup: int,
+                   repeats: int, count_binary: bool) -> tuple[list[Timing], int]:
+    compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
+    executed = count_binary_convolutions(compiled[0]) if count_binary else -1
+    return time_compiled(compiled, example, warmup=warmup, repeats=repeats), executed
+
+
+def time_openvino_engine(paths: list[str | Path], example: np.ndarray, *, threads: int,
+                         warmup: int, repeats: int) -> tuple[list[Timing], int]:
+    return _time_openvino(paths, example, threads, warmup, repeats, count_binary=False)
+
+
+def time_openvino_binary_engine(paths: list[str | Path], example: np.ndarray, *,
+                                threads: int, warmup: int, repeats: int
+                                ) -> tuple[list[Timing], int]:
+    return _time_openvino(paths, example, threads, warmup, repeats, count_binary=True)

@@ -9,8 +9,9 @@ from typing import Any
 import pandas as pd
 
 from bibench.cache import combine
-from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.catalog import FP32
 from bibench.io import PROVENANCE, SCHEMAS, read_table, write_table
+from bibench.latency.engines import binary_engines
 from bibench.metrics.complexity import Totals, compression_ratio, speedup_ratio
 from bibench.metrics.quality import at_chance, convergence, eval_gap
 from bibench.models import get_architecture
@@ -41,7 +42,7 @@ def headline_latency(latency: pd.DataFrame) -> pd.DataFrame:
     threads where the cell deploys, else onnxruntime (float kernels) at the fewest threads."""
     ok = latency[latency["status"] == "ok"].copy()
     ok["_rank"] = ok["engine"].map(
-        lambda e: 0 if e in BINARY_ENGINES else 1 if e == "onnxruntime" else 2)
+        lambda e: 0 if e in binary_engines() else 1 if e == "onnxruntime" else 2)
     best = ok.sort_values(KEY + ["_rank", "threads", "device_name"]).groupby(KEY).head(1)
     return best[KEY + ["device_name", "engine", "threads", "median_ms", "speedup_vs_fp32",
                        "storage_saving"]].rename(columns={

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.catalog import FP32
+from bibench.latency.engines import binary_engines
 from bibench.metrics.overall import (
     om_arch,
     om_comp,
@@ -260,7 +261,7 @@ def _inference(algo: str, latency: pd.DataFrame) -> list[dict]:
     """Eq. 9 over every binary-engine measurement (devices x thread counts) of the algorithm;
     float engines (onnxruntime, OpenVINO FP32) run no 1-bit kernels and do not count.
     Contended measurements are left out, named in `excluded` and counted in the note."""
-    binary = latency[(latency["algorithm"] == algo) & latency["engine"].isin(BINARY_ENGINES)]
+    binary = latency[(latency["algorithm"] == algo) & latency["engine"].isin(binary_engines())]
     ok = binary[binary["status"] == "ok"]
     contended = binary["status"].astype(str).str.startswith(CONTENDED)
     excluded = [f"{name} ({CONTENDED})" if c else name for name, c, s in zip(

@@ -8,16 +8,15 @@ import math
 
 import pandas as pd
 
-from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.catalog import FP32
+from bibench.latency.engines import binary_engines, get_engine
+from bibench.latency.engines import engines as registered_engines
 from bibench.metrics.seeds import mean_ci
 from bibench.report.common import Stat, algorithm_order, png, pyplot
 
 # Paper Table 4: deployable on Larq / daBNN (ARM). Quoted, to compare with what we observe.
 PAPER_DEPLOYABLE = {"bnn": True, "xnor": False, "dorefa": True, "bireal": True,
                     "xnorpp": False, "reactnet": True, "recu": True, "fda": True}
-ENGINE_TITLES = {"onnxruntime": "onnxruntime (float kernels)",
-                 "openvino_fp32": "OpenVINO FP32 (float kernels)",
-                 "openvino_binary": "OpenVINO binary (BinaryConvolution)"}
 
 
 # Status prefix of a row timed while another bibench job timed on the same device
@@ -37,9 +36,9 @@ def latency_tables(latency: pd.DataFrame) -> list[dict]:
     in the table, not only in a tooltip. Contended cells show their numbers beside the mark."""
     tables = []
     for device, dev_rows in latency.groupby("device_name", sort=True):
-        engines = [e for e in ENGINE_TITLES if e in set(dev_rows["engine"])]
+        engines = [e for e in registered_engines() if e in set(dev_rows["engine"])]
         algorithms = [a for a in algorithm_order(dev_rows["algorithm"]) if a != FP32]
-        header = [{"engine": ENGINE_TITLES[e], "algorithms": [FP32] + algorithms}
+        header = [{"engine": get_engine(e).title, "algorithms": [FP32] + algorithms}
                   for e in engines]
         notes: list[str] = []
         rows = []
@@ -97,7 +96,7 @@ def reference_tables(latency: pd.DataFrame) -> list[dict]:
     """Per device: each algorithm's binary-engine speedup over FP32 beside the hand-built
     reference's (the engine's best case on that CPU, timed in the same window), per thread
     count and task/arch, or why the reference was not timed."""
-    binary = latency[latency["engine"].isin(BINARY_ENGINES) & (latency["algorithm"] != FP32)]
+    binary = latency[latency["engine"].isin(binary_engines()) & (latency["algorithm"] != FP32)]
     tables = []
     for device, dev_rows in binary.groupby("device_name", sort=True):
         algorithms = algorithm_order(dev_rows["algorithm"])
@@ -138,7 +137,7 @@ def _declared(algo: str) -> tuple[bool | None, str]:
 def deployability(latency: pd.DataFrame) -> list[dict]:
     """Per algorithm: what the binary engine did with it per (task, arch), next to what the
     algorithm declares and the paper's Table 4; where trying and declaring differ, why."""
-    binary = latency[latency["engine"].isin(BINARY_ENGINES)]
+    binary = latency[latency["engine"].isin(binary_engines())]
     out = []
     for algo in algorithm_order(binary["algorithm"]):
         if algo == FP32:
@@ -181,7 +180,7 @@ def speedup_figures(latency: pd.DataFrame) -> list[dict[str, str]]:
     figures = []
     ok = latency[(latency["status"] == "ok") & (latency["algorithm"] != FP32)]
     for device, part in ok.groupby("device_name", sort=True):
-        engines = [e for e in ENGINE_TITLES if e in set(part["engine"])]
+        engines = [e for e in registered_engines() if e in set(part["engine"])]
         fig, axes = plt.subplots(1, len(engines), figsize=(4.2 * len(engines), 3.4),
                                  squeeze=False)
         for ax, engine in zip(axes[0], engines, strict=True):
@@ -194,7 +193,7 @@ def speedup_figures(latency: pd.DataFrame) -> list[dict[str, str]]:
             ax.set_xscale("log", base=2)
             ax.set_xlabel("threads")
             ax.set_ylabel("speedup over FP32 (x)")
-            ax.set_title(ENGINE_TITLES[engine], fontsize=9)
+            ax.set_title(get_engine(engine).title, fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, ncol=2)
         figures.append({"title": f"{device}: same-run speedup over FP32 per thread count "

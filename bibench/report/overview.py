@@ -9,7 +9,8 @@ import math
 
 import pandas as pd
 
-from bibench.catalog import BINARY_ENGINES, FP32
+from bibench.catalog import FP32
+from bibench.latency.engines import binary_engines
 from bibench.metrics.tracks import TRACK, TRACKS
 from bibench.report.common import Stat, algorithm_order, png, pyplot, track_stat
 from bibench.report.paper import track_row
@@ -126,7 +127,7 @@ def best_per_track(tracks: pd.DataFrame, replicates: dict | None = None) -> list
 
 def deployment_findings(latency: pd.DataFrame) -> list[str]:
     """Which algorithms the binary engine ran, which it did not and why."""
-    binary = latency[latency["engine"].isin(BINARY_ENGINES) & (latency["algorithm"] != FP32)]
+    binary = latency[latency["engine"].isin(binary_engines()) & (latency["algorithm"] != FP32)]
     if binary.empty:
         return ["No binary engine in the config: no algorithm was deployed with 1-bit kernels."]
     lines, deployed = [], []

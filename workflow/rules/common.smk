@@ -272,6 +272,16 @@ def form_params(wildcards, output):
     return {f.output: output[f.output] for f in EXPORT_FORMS}
 
 
+def form_inputs():
+    """The latency rule's inputs: the forms the engines load, by output name."""
+    return {f.output: CELL_DIR + f.path for f in EXPORT_FORMS}
+
+
+def timed_forms(wildcards, input):
+    """The latency job's `forms` argument: export form name -> the cell's file or folder."""
+    return {f.name: input[f.output] for f in EXPORT_FORMS}
+
+
 def _cell_chains(c):
     """(outputs of a job of cell c, files computed from them)."""
     cell = CELL_DIR.format(**c)

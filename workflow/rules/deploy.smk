@@ -1,11 +1,11 @@
 rule latency:
-    """Batch-1 latency on every configured device x engine x thread count, the FP32 model of
-    the same architecture timed in the same job. It takes every core so that nothing runs
-    beside it (latency_slot keeps it apart on executors that do not count cores)."""
+    """Batch-1 latency on every configured device x engine (bibench.latency.engines) x thread
+    count, the FP32 model of the same architecture timed in the same job. It takes every core
+    so that nothing runs beside it (latency_slot keeps it apart on executors that do not count
+    cores)."""
     input:
         force_deleted_results,
-        onnx="results/cells/{task}/{arch}/{algo}/seed{seed}/model.onnx",
-        openvino="results/cells/{task}/{arch}/{algo}/seed{seed}/openvino",
+        **form_inputs(),
         export_table="results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
         fp32_onnx=fp32_onnx,
     output:
@@ -16,6 +16,7 @@ rule latency:
         algorithm="{algo}",
         seed="{seed}",
         settings=LATENCY,
+        forms=timed_forms,
         code=code("latency"),
     wildcard_constraints:
         task=_alternatives(DEPLOYED_TASKS),
