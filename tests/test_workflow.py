@@ -133,8 +133,10 @@ def test_tracks_table_has_every_track_and_the_sensitivity_grid(tiny_run):
 
 
 def test_cells_at_chance_are_marked_and_left_out_of_robustness(tiny_run):
-    """The tiny grid trains a few dozen steps: its binarized MNIST cell stays at chance (within
-    5 points of the most frequent class), so its noise gap must not enter Eq. 4."""
+    """The tiny grid trains a few dozen steps: binarized cells stay at or near chance (within 5
+    points of the most frequent class), and the noise gap of those at chance must not enter
+    Eq. 4. Which ones are at chance depends on the CPU's rounding, so the test takes them from
+    the table."""
     import json
 
     results = tiny_run.root / "results"
@@ -142,14 +144,21 @@ def test_cells_at_chance_are_marked_and_left_out_of_robustness(tiny_run):
     clean = metrics[metrics["condition"] == "clean"].set_index(["task", "algorithm", "seed"])
     assert (clean["chance_value"] > 0.09).all() and (clean["chance_value"] < 0.2).all()
     assert (clean["at_chance"] == (clean["value"] <= clean["chance_value"] + 0.05)).all()
-    assert clean.loc[("mnist", "bnn", 0), "at_chance"], clean[["value", "chance_value"]]
+    at_chance = list(clean.index[clean["at_chance"]])
+    assert at_chance, clean[["value", "chance_value"]]
+    assert {algo for _, algo, _ in at_chance} == {"bnn"}, at_chance
     assert set(clean["convergence"]) <= {"converged", "not converged"}
-    assert clean.loc[("mnist", "bnn", 0), "convergence"] == "not converged"  # one epoch
+    binarized = clean.xs("bnn", level="algorithm")
+    assert (binarized["convergence"] == "not converged").all()  # one epoch
     tracks = read_table(results / "tracks.parquet", "tracks")
     bnn = tracks[tracks["algorithm"] == "bnn"].set_index("metric")
-    assert "mnist/resnet20/bnn/0 (at chance)" in json.loads(bnn.loc["OM_robust", "excluded"])
+    corrupted = {t for t, spec in TINY["tasks"].items() if spec.get("corruptions")}
+    for task, _, seed in at_chance:
+        cell = f"{task}/resnet20/bnn/{seed}"
+        assert cell in json.loads(bnn.loc[f"relative:{task}", "at_chance"])
+        if task in corrupted:
+            assert f"{cell} (at chance)" in json.loads(bnn.loc["OM_robust", "excluded"])
     assert "at chance left out" in bnn.loc["OM_robust", "note"]
-    assert "mnist/resnet20/bnn/0" in json.loads(bnn.loc["relative:mnist", "at_chance"])
     html = (results / "report.html").read_text()
     marks = re.findall(r'<span class="mark">([^<]*)</span>', html)
     assert any("at chance" in m for m in marks) and any("not converged" in m for m in marks)
