@@ -273,7 +273,8 @@ def form_params(wildcards, output):
 
 
 def form_inputs():
-    """The latency rule's inputs: the forms the engines load, by output name."""
+    """The latency rule's inputs: every export form of the cell, by output name (each engine
+    loads one of them; the evaluate job writes them together)."""
     return {f.output: CELL_DIR + f.path for f in EXPORT_FORMS}
 
 
