@@ -170,9 +170,7 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
         net = build_cell_model(arch, FP32, data.input_shape, data.num_classes)
     else:
         fp_model, fp_meta = load_checkpoint(pretrained)
-        if fp_meta["algorithm"] != FP32:
-            raise ValueError(f"{pretrained} is not a full-precision checkpoint")
-        check_cell(pretrained, fp_meta, task=task, arch=arch)
+        check_cell(pretrained, fp_meta, task=task, arch=arch, algorithm=FP32)
         net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
         upstream = fp_meta.get("train_status", "ok")
     log.info("%s %s/%s/%s seed %s on %s, %d threads: %d train samples", stage, task, arch,
@@ -274,10 +272,10 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
     check_cell(checkpoint, meta, task=task, arch=arch, algorithm=algorithm, seed=seed)
-    clean = _evaluate(net, meta, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
+    reason = not_trained(meta)
+    clean = _evaluate(net, reason, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                       dataset=dataset, corruptions=corruptions, threads=threads,
                       table=eval_table, code=code, device=device, determinism=determinism)
-    reason = not_trained(meta)
     cell = _cell(task, arch, algorithm, seed)
     if export_settings is not None:
         base = {**cell, **provenance({"dataset": dataset, "settings": export_settings}, "cpu",
@@ -285,8 +283,6 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
         if reason is not None:
             rows = not_exported_rows(reason, algorithm, export_settings["opset"], base, forms)
         else:
-            base.update({"opset": export_settings["opset"], "checker_passed": True,
-                         "n_binarized_layers": 0, "n_binary_conv": 0})
             rows = export_rows(
                 net.cpu(), data.x_test[: export_settings["max_samples"]],
                 clean_outputs=clean.outputs, detector=data.task_type == "detection",
@@ -295,19 +291,13 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
                 paths=forms)
         write_table(rows, export_table, "export")
     if complexity is not None:
-        from bibench.metrics.complexity import complexity_rows
+        from bibench.metrics.complexity import complexity_rows, unmeasured_complexity_rows
 
         prov = provenance({"dataset": dataset}, "cpu", 1, code=code)
-        if reason is not None:
-            rows = [{**cell, "layer": "", "layer_type": "total", "binary": False,
-                     "params": None, "fp_params": None, "binary_params": None, "flops": None,
-                     "fp_flops": None, "binary_flops": None,
-                     "status": f"not measured: {reason}"[:500], **prov}]
-        else:
-            x = data.x_test[:1]
-            rows = [{**cell, **r, **prov} for r in complexity_rows(
-                net.cpu(), net.trace_input(x) if hasattr(net, "trace_input") else x)]
-        write_table(rows, complexity, "complexity")
+        x = data.x_test[:1]
+        rows = (unmeasured_complexity_rows(reason) if reason is not None else complexity_rows(
+            net.cpu(), net.trace_input(x) if hasattr(net, "trace_input") else x))
+        write_table([{**cell, **r, **prov} for r in rows], complexity, "complexity")
     if reason is not None:
         log.warning("%s: not exported and complexity not measured", reason)
 
@@ -320,11 +310,11 @@ def not_trained(meta: dict[str, Any]) -> str | None:
     return None if status == "ok" else f"training {status}"
 
 
-def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str,
+def _evaluate(net, reason: str | None, data: TaskData, *, task: str, arch: str,
               algorithm: str, seed: int, dataset: dict[str, Any], corruptions: dict[str, Any],
               threads: int, table: str, code: str, device: str, determinism: str) -> Any:
-    """The eval table of the cell (bibench.evaluation.conditions); returns what the export
-    needs of the clean test set."""
+    """The eval table of the cell (bibench.evaluation.conditions; `reason`: why its model is
+    not run, None when it trained); returns what the export needs of the clean test set."""
     from bibench.evaluation.conditions import evaluation_rows
     from bibench.training.device import prepare_device
 
@@ -332,7 +322,7 @@ def _evaluate(net, meta: dict[str, Any], data: TaskData, *, task: str, arch: str
     base = {**_cell(task, arch, algorithm, seed),
             **provenance({"dataset": dataset, "corruptions": corruptions}, str(dev), threads,
                          code=code)}
-    rows, clean = evaluation_rows(net, data, corruptions, dev, base, not_trained(meta))
+    rows, clean = evaluation_rows(net, data, corruptions, dev, base, reason)
     write_table(rows, table, "eval")
     return clean
 

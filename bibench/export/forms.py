@@ -141,6 +141,9 @@ def export_rows(model: Any, x: Any, *, clean_outputs: Any, enforce: bool, detect
     else:
         reference = predict(model, x).numpy()
     detections = None if clean_outputs is None else clean_outputs[: len(x)]
+    # columns a form's writer fills where they apply to it
+    base = {**base, "opset": settings["opset"], "checker_passed": True,
+            "n_binarized_layers": 0, "n_binary_conv": 0}
     rows = []
     for form in EXPORT_FORMS:
         row = form.write(FormInput(

@@ -80,9 +80,11 @@ def engines() -> dict[str, Engine]:
     return found
 
 
-def plugin_engine_sources() -> list[Path]:
+@cache
+def plugin_engine_sources() -> tuple[Path, ...]:
     """The source files of the engines installed packages register (not imported): part of the
-    code fingerprint of every latency job, as an algorithm's file is of its cells'."""
+    code fingerprint of every latency job, as an algorithm's file is of its cells'. Once per
+    process: the Snakefile fingerprints every latency job at parse time."""
     import importlib.util
 
     sources = []
@@ -91,7 +93,7 @@ def plugin_engine_sources() -> list[Path]:
         if spec is None or spec.origin is None:
             raise ValueError(f"engine entry point {ep.name!r}: module {ep.module!r} not found")
         sources.append(Path(spec.origin))
-    return sources
+    return tuple(sources)
 
 
 def get_engine(name: str) -> Engine:

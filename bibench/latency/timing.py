@@ -235,19 +235,16 @@ def time_onnxruntime_engine(paths: list[str | Path], example: np.ndarray, *, thr
                             repeats=repeats), -1
 
 
-def _time_openvino(paths: list[str | Path], example: np.ndarray, threads: int, warmup: int,
-                   repeats: int, count_binary: bool) -> tuple[list[Timing], int]:
-    compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
-    executed = count_binary_convolutions(compiled[0]) if count_binary else -1
-    return time_compiled(compiled, example, warmup=warmup, repeats=repeats), executed
-
-
 def time_openvino_engine(paths: list[str | Path], example: np.ndarray, *, threads: int,
                          warmup: int, repeats: int) -> tuple[list[Timing], int]:
-    return _time_openvino(paths, example, threads, warmup, repeats, count_binary=False)
+    return time_openvino(paths, example, threads=threads, warmup=warmup, repeats=repeats), -1
 
 
 def time_openvino_binary_engine(paths: list[str | Path], example: np.ndarray, *,
                                 threads: int, warmup: int, repeats: int
                                 ) -> tuple[list[Timing], int]:
-    return _time_openvino(paths, example, threads, warmup, repeats, count_binary=True)
+    """As time_openvino, and how many BinaryConvolution layers the cell's compiled model runs
+    (0: the engine fell back to float)."""
+    compiled = [openvino_compile(p, threads, batch=len(example)) for p in paths]
+    return (time_compiled(compiled, example, warmup=warmup, repeats=repeats),
+            count_binary_convolutions(compiled[0]))

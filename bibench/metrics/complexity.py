@@ -138,6 +138,14 @@ def complexity_rows(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor
     return [{**r, "status": "ok"} for r in rows]
 
 
+def unmeasured_complexity_rows(reason: str) -> list[dict]:
+    """The one complexity.parquet row of a cell whose model is not measured (its training did
+    not finish), saying why."""
+    return [{"layer": "", "layer_type": "total", "binary": False, "params": None,
+             "fp_params": None, "binary_params": None, "flops": None, "fp_flops": None,
+             "binary_flops": None, "status": f"not measured: {reason}"[:500]}]
+
+
 def compression_ratio(fp_model_params: int, binarized: Totals) -> float:
     """r_c of paper Eq. 7: FP model size over binarized size (1-bit params at 1/32)."""
     return fp_model_params / (BINARY_PARAM_COST * binarized.binary_params + binarized.fp_params)

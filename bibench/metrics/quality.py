@@ -37,9 +37,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHANCE_MARGIN = 0.05  # "a few points" above the majority class
 LEVELLED_OFF = 0.10  # the last epoch's relative loss decrease below which training levelled off
