@@ -288,3 +288,28 @@ def test_a_window_that_opened_and_closed_inside_another_is_seen_by_both(tmp_path
     assert [e["label"] for e in short.overlaps] == ["long"]
     assert board.overlaps == [] and board.checked
     assert list(tmp_path.iterdir()) == []
+
+
+def broken_timer(paths, example, *, threads, warmup, repeats):
+    raise RuntimeError("the engine's kernel crashed")
+
+
+def test_an_engine_that_fails_is_a_row_with_its_reason_and_the_others_still_time(
+        onnx_files, monkeypatch):
+    import bibench.latency.engines as engines_module
+    from bibench.latency.engines import Engine, engines
+
+    broken = Engine("broken", "a broken engine", "onnx", "fp32", "onnxruntime",
+                    f"{__name__}:broken_timer")
+    monkeypatch.setattr(engines_module, "engines", lambda: {**engines(), "broken": broken})
+    settings = {**SETTINGS, "devices": {"here": {"kind": "local",
+                                                 "engines": ["broken", "onnxruntime"]}}}
+    rows = measure_cell(algorithm="fp32", forms={"onnx": onnx_files["fp32"],
+                                                 "openvino_binary": "unused"},
+                        fp32_onnx=onnx_files["fp32"], exports=_exports(None),
+                        settings=settings, max_threads=1)
+    by_engine = {r["engine"]: r for r in rows}
+    assert by_engine["broken"]["status"] == (
+        "failed: RuntimeError: the engine's kernel crashed")
+    assert math.isnan(by_engine["broken"]["median_ms"])
+    assert by_engine["onnxruntime"]["status"] == "ok"
