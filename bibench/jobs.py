@@ -12,6 +12,7 @@ import inspect
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -64,6 +65,27 @@ def job_logging(log_path: str | Path | None) -> Iterator[None]:
 
 # The log line that names the package files a job imported (see loaded_sources).
 CODE_LOADED = "bibench code loaded:"
+# The log line of a job's start-up: from its process's start to its first measured step
+# (bench/default_run.py sums the last one of each job's log per rule).
+STARTUP = "start-up:"
+
+
+def _process_start() -> float | None:
+    """When this process started (seconds since the epoch); None where it cannot be told."""
+    try:
+        import psutil  # a dependency of Snakemake, which starts every job
+    except ImportError:
+        return None
+    return psutil.Process().create_time()
+
+
+def work_begins(what: str) -> None:
+    """Log the job's start-up so far: interpreter, Snakemake's script wrapper, imports, data
+    loading and model building, everything before `what`. A job costs its start-up once per
+    cell, so the workflow's share of it decides whether jobs should be fewer or leaner."""
+    started = _process_start()
+    if started is not None:
+        log.info("%s %.3f s before %s", STARTUP, time.time() - started, what)
 
 
 def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
@@ -76,6 +98,7 @@ def run_from_snakemake(smk: Any, job: Callable[..., None]) -> None:
         kwargs["threads"] = smk.threads
     try:
         with job_logging(smk.log[0] if smk.log else None):
+            work_begins(f"{job.__name__} (the jobs that load data or models say when they have)")
             job(**{k: v for k, v in kwargs.items() if k in accepted})
             log.info("%s %s", CODE_LOADED, " ".join(loaded_sources()))
     except (DamagedFileError, DiskFullError) as err:  # one message that says what to do
@@ -179,6 +202,7 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
         log.error("the full-precision model this cell starts from did not train: %s", upstream)
         records = untrained_record(f"skipped: full-precision model {upstream}")
     else:
+        work_begins("training")
         records = train_or_fail(net, data, settings, seed, dev)
     meta = {"arch": arch, "algorithm": algorithm, "input_shape": list(data.input_shape),
             "num_classes": data.num_classes, "task": task, "seed": int(seed),
@@ -193,7 +217,8 @@ def _train_job(*, stage: str, task: str, arch: str, algorithm: str, seed: int,
 def pretrain(*, task: str, arch: str, seed: int, dataset: dict[str, Any],
              settings: dict[str, Any], device: str, determinism: str, threads: int, model: str,
              table: str, code: str) -> None:
-    """Train the FP32 model of (task, arch, seed): the start of every binarized cell."""
+    """Train the FP32 model of (task, arch): the start of every binarized cell of every seed
+    and the FP32 cell of each (`seed` is the config's `pretrain_seed`)."""
     _train_job(stage="pretrain", task=task, arch=arch, algorithm=FP32, seed=seed,
                dataset=dataset, settings=settings, device=device, determinism=determinism,
                threads=threads, model=model, table=table, pretrained=None, code=code)
@@ -223,6 +248,7 @@ def sensitivity(*, task: str, arch: str, algorithm: str, seed: int, setting: str
     net = build_cell_model(arch, algorithm, data.input_shape, data.num_classes, fp_model)
     log.info("sensitivity %s %s/%s/%s seed %s: %s", setting, task, arch, algorithm, seed,
              settings)
+    work_begins("training")
     records = train_or_fail(net, data, settings, seed, dev)
     status = records[-1]["status"]
     value = (METRICS[data.metric](predict(net, data.x_test, device=dev), data.y_test)
@@ -271,8 +297,11 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     torch.set_num_threads(threads)
     data = _load_task(dataset)
     net, meta = load_checkpoint(checkpoint)
-    check_cell(checkpoint, meta, task=task, arch=arch, algorithm=algorithm, seed=seed)
+    # the FP32 cell of every seed is the one pretrained model (trained with `pretrain_seed`)
+    seeded = {} if algorithm == FP32 else {"seed": seed}
+    check_cell(checkpoint, meta, task=task, arch=arch, algorithm=algorithm, **seeded)
     reason = not_trained(meta)
+    work_begins("evaluation")
     clean = _evaluate(net, reason, data, task=task, arch=arch, algorithm=algorithm, seed=seed,
                       dataset=dataset, corruptions=corruptions, threads=threads,
                       table=eval_table, code=code, device=device, determinism=determinism)
@@ -346,6 +375,7 @@ def latency(*, task: str, arch: str, algorithm: str, seed: int, settings: dict[s
         rows = untimed_rows(algorithm=algorithm, settings=settings, max_threads=threads,
                             status=f"not timed: {reason}"[:500])
     else:
+        work_begins("timing")
         with tempfile.TemporaryDirectory(prefix="bibench-reference-") as workdir:
             rows = measure_cell(
                 algorithm=algorithm, forms=forms, fp32_onnx=fp32_onnx, exports=exports,

@@ -90,7 +90,7 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
     spec = config["tasks"][task]
     data = dataset_settings(spec)
     cell = root / f"results/cells/{task}/{arch}/{algo}/seed{seed}"
-    pretrained = root / f"results/pretrain/{task}/{arch}/seed{seed}"
+    pretrained = root / f"results/pretrain/{task}/{arch}/seed{config['pretrain_seed']}"
     trained = pretrained if algo == FP32 else cell
     train_rule = "pretrain" if algo == FP32 else "binarize_finetune"
 
@@ -110,11 +110,15 @@ def cell_jobs(config: dict[str, Any], task: str, arch: str, algo: str, seed: int
     if not spec["deploy"]:  # accuracy and complexity only (workflow rule evaluate_without_export)
         return [train, Job("evaluate", measured, code("evaluate_without_export"), tables, [],
                            [model])]
+    evaluate = Job("evaluate", {**measured, "export": {"dataset": data,
+                                                      "settings": config["export"]}},
+                   code("evaluate"), {**tables, "export": cell / "export.parquet"},
+                   [cell / n for n in form_paths()], [model])
+    if seed != config["seeds"][0]:  # latency is measured on the first seed's forms only
+        return [train, evaluate]
     return [
         train,
-        Job("evaluate", {**measured, "export": {"dataset": data, "settings": config["export"]}},
-            code("evaluate"), {**tables, "export": cell / "export.parquet"},
-            [cell / n for n in form_paths()], [model]),
+        evaluate,
         Job("latency", {"latency": {"settings": config["latency"]}}, code("latency"),
             {"latency": cell / "latency.parquet"}, [],
             [*(cell / n for n in form_paths()), cell / "export.parquet", fp32_onnx]),
@@ -127,7 +131,7 @@ def sensitivity_job(config: dict[str, Any], task: str, arch: str, algo: str, set
     settings = sensitivity_run_settings(config, task, algo, setting)
     table = root / f"results/sensitivity/{task}/{arch}/{algo}/{setting}/seed{seed}.parquet"
     start = [] if algo == FP32 else [
-        root / f"results/pretrain/{task}/{arch}/seed{config['seeds'][0]}/model.pt"]
+        root / f"results/pretrain/{task}/{arch}/seed{config['pretrain_seed']}/model.pt"]
     return Job("sensitivity", {"sensitivity": {"dataset": dataset_settings(spec),
                                                "settings": settings}},
                code_fingerprint("sensitivity", spec["dataset"], arch, algo),

@@ -41,9 +41,10 @@ def _jobs(**counts: int) -> dict[str, int]:
 
 
 DELETIONS = {
-    # pretrained model: every mnist cell (the bnn cell starts from it; fp32 is that model)
+    # the pretrained model, shared by every seed: every mnist cell of every seed (each bnn
+    # cell starts from it; the fp32 cell of each seed is that model) and the timed ones
     "pretrained model": ("results/pretrain/mnist/resnet20/seed0/model.pt",
-                         _jobs(pretrain=1, binarize_finetune=1, evaluate=2, latency=2)),
+                         _jobs(pretrain=1, binarize_finetune=2, evaluate=4, latency=2)),
     "finetuned model": (BNN + "model.pt", _jobs(binarize_finetune=1, evaluate=1, latency=1)),
     "training log": (BNN + "train.parquet", _jobs(binarize_finetune=1, evaluate=1, latency=1)),
     # evaluation and export are one job: any of its outputs reruns it, and so the latency job
@@ -55,6 +56,9 @@ DELETIONS = {
     # the FP32 model is timed beside every cell of its group
     "fp32 onnx export": (FP32 + "model.onnx", _jobs(evaluate=1, latency=2)),
     "latency": (BNN + "latency.parquet", _jobs(latency=1)),
+    # a later seed's forms are checked but not timed: only its evaluation reruns
+    "seed-1 export": (BNN.replace("seed0", "seed1") + "model.onnx", _jobs(evaluate=1)),
+    "seed-1 fp32 export": (FP32.replace("seed0", "seed1") + "model.onnx", _jobs(evaluate=1)),
     "sensitivity run": ("results/sensitivity/digits/resnet20/bnn/adam-fast/seed0.parquet",
                         _jobs(sensitivity=1)),
     "metrics table": ("results/metrics.parquet", _jobs()),
@@ -97,12 +101,14 @@ def test_deleting_a_cell_folder_replans_it_for_the_report_target(finished):
 # The tiny grid: 2 tasks x 1 architecture x (fp32, bnn) x its seeds; the sensitivity grid:
 # digits x 2 settings x (fp32, bnn) x 1 seed.
 _SEEDS = len(yaml.safe_load(TINY_CONFIG.read_text())["seeds"])
-_TRAINED = 2 * _SEEDS  # pretrain jobs, and binarize_finetune jobs (one binarized algorithm)
+_PRETRAINED = 2  # one FP32 model per task, shared by its seeds
+_TRAINED = 2 * _SEEDS  # binarize_finetune jobs (one binarized algorithm)
 _CELLS = 2 * _TRAINED  # cells, fp32 and bnn
-ALL_CELLS = _jobs(pretrain=_TRAINED, binarize_finetune=_TRAINED, sensitivity=4, evaluate=_CELLS,
-                  latency=_CELLS)
+_TIMED = 2 * 2  # latency jobs: the first seed's cells only
+ALL_CELLS = _jobs(pretrain=_PRETRAINED, binarize_finetune=_TRAINED, sensitivity=4,
+                  evaluate=_CELLS, latency=_TIMED)
 BINARIZED = _jobs(binarize_finetune=_TRAINED, sensitivity=2, evaluate=_TRAINED,
-                  latency=_TRAINED)
+                  latency=_TIMED // 2)
 EDITS = {
     "algorithms/base.py": BINARIZED,
     "binarize.py": BINARIZED,
@@ -111,9 +117,9 @@ EDITS = {
     "models/vgg.py": {},  # an architecture the grid does not use
     "data/embedded/images.py": ALL_CELLS,  # MNIST and digits
     "data/embedded/speech.py": {},  # a modality the grid does not use
-    "evaluation/corruptions.py": _jobs(evaluate=_CELLS, latency=_CELLS),
-    "export/openvino.py": _jobs(evaluate=_CELLS, latency=_CELLS),
-    "latency/devices.py": _jobs(latency=_CELLS),
+    "evaluation/corruptions.py": _jobs(evaluate=_CELLS, latency=_TIMED),
+    "export/openvino.py": _jobs(evaluate=_CELLS, latency=_TIMED),
+    "latency/devices.py": _jobs(latency=_TIMED),
     "metrics/tracks.py": _jobs(),
     "report/hardware.py": {"report": 1, "all": 1},
 }
@@ -148,10 +154,13 @@ def test_every_row_carries_the_code_fingerprint_its_job_ran_with(finished):
         frame = read_table(results / f"{table}.parquet", table)
         assert frame["code_fingerprint"].str.fullmatch("[0-9a-f]{16}").all(), table
     metrics = read_table(results / "metrics.parquet", "metrics")
-    assert metrics.groupby(["task", "algorithm"])["code_fingerprint"].nunique().eq(1).all()
+    # the first seed's rows carry its latency too, so its code: one fingerprint per cell kind
+    metrics["timed"] = metrics["seed"] == metrics["seed"].min()
+    assert metrics.groupby(["task", "algorithm", "timed"])["code_fingerprint"].nunique().eq(
+        1).all()
     # MNIST and digits pass through the same loader code: one fingerprint per algorithm
-    assert metrics.groupby("algorithm")["code_fingerprint"].nunique().eq(1).all()
-    assert metrics["code_fingerprint"].nunique() == 2
+    assert metrics.groupby(["algorithm", "timed"])["code_fingerprint"].nunique().eq(1).all()
+    assert metrics["code_fingerprint"].nunique() == 4
 
 
 # --------------------------------------------------------------------------- bibench status
@@ -226,7 +235,7 @@ def test_damaged_results_are_all_found_before_any_job_and_recomputed(tiny_run, t
     _damage(wf.root / (BNN + "eval.parquet"), "truncated")
     _damage(wf.root / model, "garbage")
     (wf.root / "results/metrics.parquet").write_bytes(b"")
-    assert wf.planned_jobs() == _jobs(binarize_finetune=1, evaluate=2, latency=2)
+    assert wf.planned_jobs() == _jobs(binarize_finetune=1, evaluate=2, latency=1)
     proc = wf.snakemake("-n")  # a dry run too says what it found
     out = proc.stdout + proc.stderr
     assert out.count("bibench: recomputing 3 damaged result(s)") == 1, out

@@ -126,12 +126,15 @@ def test_deleted_files_are_stale_for_both_with_what_depends_on_them(copy):
     (copy.root / "results/pretrain/mnist/resnet20/seed0/model.pt").unlink()
     (copy.root / "results/cells/digits/resnet20/fp32/seed1/eval.parquet").unlink()
     status = _agree(copy)
-    # the binarized cell starts from the deleted model: it is retrained, so it is stale too
-    assert status["mnist/resnet20/bnn/seed0"]["why"][0] == (
-        "input recomputed first (binarize_finetune: model.pt)"), status
+    # the binarized cells of every seed start from the deleted model: they are retrained
+    for seed in (0, 1):
+        assert status[f"mnist/resnet20/bnn/seed{seed}"]["why"][0] == (
+            "input recomputed first (binarize_finetune: model.pt)"), status
+    # the model is the FP32 cell of every seed (pretrain_seed: 0)
+    assert status["mnist/resnet20/fp32/seed1"]["state"] == "stale"
     assert status["digits/resnet20/fp32/seed1"]["why"][0] == (
         "missing file results/cells/digits/resnet20/fp32/seed1/eval.parquet")
-    assert status["mnist/resnet20/fp32/seed1"]["state"] in ("up to date", "at chance")
+    assert status["digits/resnet20/fp32/seed0"]["state"] in ("up to date", "at chance")
 
 
 def test_without_a_snakefile_status_judges_by_the_files_alone(copy):

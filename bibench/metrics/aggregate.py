@@ -73,6 +73,23 @@ def _train_summary(train: pd.DataFrame) -> pd.DataFrame:
     return last.merge(wall, on=KEY).merge(per_epoch, on=KEY, how="left")
 
 
+def shared_fp32_training(train: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """`train` with the one pretraining run of each (task, arch) repeated under every seed of
+    its FP32 cells: every seed's FP32 cell is that one model (config `pretrain_seed`), so its
+    training status, time and convergence are the FP32 cell's in every seed. A config whose
+    FP32 runs have a seed of their own each (older layouts) is left as it is."""
+    fp_train = train[train["algorithm"] == FP32]
+    fp_cells = evals.loc[evals["algorithm"] == FP32, KEY].drop_duplicates()
+    copies = []
+    for (task, arch), cells in fp_cells.groupby(["task", "arch"]):
+        runs = fp_train[(fp_train["task"] == task) & (fp_train["arch"] == arch)]
+        if runs["seed"].nunique() != 1:
+            continue
+        for seed in set(cells["seed"]) - set(runs["seed"]):
+            copies.append(runs.assign(seed=seed))
+    return pd.concat([train, *copies], ignore_index=True) if copies else train
+
+
 def _convergence(train: pd.DataFrame) -> pd.DataFrame:
     """Per cell: whether its own training run levelled off, and how its eval-mode accuracy on
     the training sample compares with its last epoch's (bibench.metrics.quality)."""
@@ -134,7 +151,7 @@ def build_metrics(*, tasks: dict[str, dict[str, Any]], config_hash: str, train_t
                   evals: pd.DataFrame, export_tables: list[str], latency: pd.DataFrame,
                   complexity_tables: list[str], code: str) -> pd.DataFrame:
     """metrics.parquet rows: each cell x condition with its FP32 reference and efficiency."""
-    train = _concat(train_tables, "train")
+    train = shared_fp32_training(_concat(train_tables, "train"), evals)
     complexity = _concat(complexity_tables, "complexity")
     exports = _concat(export_tables, "export")
     cell_code = _cell_code([evals, train, complexity, exports, latency], code)

@@ -50,6 +50,12 @@ TASKS = CONFIG["tasks"]
 ALGORITHMS = CONFIG["algorithms"]
 BINARY_ALGORITHMS = [a for a in ALGORITHMS if a != FP32]
 SEEDS = CONFIG["seeds"]
+# One FP32 model per task and architecture, the start of every seed's binarized cells
+# (docs/design.md, "What a seed varies").
+PRETRAIN_SEED = CONFIG["pretrain_seed"]
+# Latency is measured on the first seed's export forms only: the forms of every seed have the
+# same graph and shapes, so the same kernels; the evaluate job still checks each seed's forms.
+TIMED_SEED = SEEDS[0]
 EXPORT = CONFIG["export"]
 LATENCY = CONFIG["latency"]
 DEVICE = CONFIG["device"]
@@ -167,15 +173,20 @@ def code(rule_name):
 
 
 def _trained_file(name, task, arch, algo, seed):
-    """FP32 cells are the pretrained models themselves; other cells have their own run."""
+    """FP32 cells of every seed are the one pretrained model of their task and architecture;
+    other cells have their own run."""
     if algo == FP32:
-        return f"results/pretrain/{task}/{arch}/seed{seed}/{name}"
+        return f"results/pretrain/{task}/{arch}/seed{PRETRAIN_SEED}/{name}"
     return f"results/cells/{task}/{arch}/{algo}/seed{seed}/{name}"
 
 
 def cell_checkpoint(wildcards):
     w = wildcards
     return _trained_file("model.pt", w.task, w.arch, w.algo, w.seed)
+
+
+def pretrained_checkpoint(wildcards):
+    return _trained_file("model.pt", wildcards.task, wildcards.arch, FP32, PRETRAIN_SEED)
 
 
 def fp32_onnx(wildcards):
@@ -203,6 +214,15 @@ def cell_files(pattern, deployed_only=False):
             if not deployed_only or c["task"] in DEPLOYED_TASKS]
 
 
+def timed(c):
+    """Whether cell c is timed: the first seed's cells of the tasks that deploy."""
+    return c["task"] in DEPLOYED_TASKS and c["seed"] == TIMED_SEED
+
+
+def latency_tables(wildcards=None):
+    return [CELL_DIR.format(**c) + "latency.parquet" for c in cells() if timed(c)]
+
+
 def train_tables(wildcards=None):
     return sorted({_trained_file("train.parquet", **c) for c in cells()})
 
@@ -220,12 +240,12 @@ def sensitivity_settings(wildcards):
 
 
 def sensitivity_start(wildcards):
-    """Binarized runs start from the task's FP32 checkpoint (the grid's first seed: every
-    binarized model of a task and architecture starts from the same pretrained model, paper
-    Sec. 4); FP32 runs train from scratch with their own seed."""
+    """Binarized runs start from the task's FP32 checkpoint (every binarized model of a task
+    and architecture starts from the same pretrained model, paper Sec. 4); FP32 runs train
+    from scratch with their own seed."""
     if wildcards.algo == FP32:
         return []
-    return _trained_file("model.pt", wildcards.task, wildcards.arch, FP32, SEEDS[0])
+    return pretrained_checkpoint(wildcards)
 
 
 def sensitivity_tables(wildcards=None):
@@ -288,16 +308,21 @@ def _cell_chains(c):
     cell = CELL_DIR.format(**c)
     trained = [_trained_file(n, **c) for n in ("model.pt", "train.parquet")]
     deployed = c["task"] in DEPLOYED_TASKS
-    timed_name = ["latency.parquet"] if deployed else []
+    timed_name = ["latency.parquet"] if timed(c) else []
     evaluated = [f"{cell}{n}" for n in MEASURE_FILES + (EXPORT_FILES if deployed else [])]
-    timed = [f"{cell}{n}" for n in timed_name]
-    downstream = evaluated + timed + SUMMARY_FILES
-    if c["algo"] == FP32:  # the start of every cell of its group, and timed beside each
-        group = [CELL_DIR.format(**{**c, "algo": a}) for a in ALGORITHMS]
-        downstream += [f"{d}{n}" for d in group for n in ["model.pt", *timed_name]]
+    timings = [f"{cell}{n}" for n in timed_name]
+    downstream = evaluated + timings + SUMMARY_FILES
+    if c["algo"] == FP32:
+        # the pretrained model: the FP32 cell of every seed, the start of every binarized cell
+        # of every seed, and timed beside each timed cell of its group
+        group = [CELL_DIR.format(**{**c, "algo": a, "seed": s})
+                 for a in ALGORITHMS for s in SEEDS]
+        downstream += [f"{d}{n}" for d in group for n in ["model.pt", *MEASURE_FILES]]
+        downstream += [f"{CELL_DIR.format(**{**c, 'algo': a, 'seed': TIMED_SEED})}{n}"
+                       for a in ALGORITHMS for n in timed_name]
         downstream += [t for t in sensitivity_tables() if f"/{c['task']}/{c['arch']}/" in t]
-    chains = [(trained, downstream), (evaluated, timed + SUMMARY_FILES)]
-    return chains + ([(timed, SUMMARY_FILES)] if deployed else [])
+    chains = [(trained, downstream), (evaluated, timings + SUMMARY_FILES)]
+    return chains + ([(timings, SUMMARY_FILES)] if timings else [])
 
 
 def deleted_results():
@@ -314,8 +339,8 @@ def result_files():
     for c in cells():
         files += [(_trained_file("model.pt", **c), CHECKPOINT),
                   (_trained_file("train.parquet", **c), "train")]
-        tables = MEASURE_FILES + (["export.parquet", "latency.parquet"]
-                                  if c["task"] in DEPLOYED_TASKS else [])
+        tables = (MEASURE_FILES + (["export.parquet"] if c["task"] in DEPLOYED_TASKS else [])
+                  + (["latency.parquet"] if timed(c) else []))
         files += [(CELL_DIR.format(**c) + n, n.removesuffix(".parquet")) for n in tables]
     files += [(t, "sensitivity") for t in sensitivity_tables()]
     return files + [(f, Path(f).stem) for f in AGGREGATE_FILES + ["results/summary.parquet"]]

@@ -6,8 +6,7 @@ rule aggregate:
         eval_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/eval.parquet"),
         export_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/export.parquet",
                                  deployed_only=True),
-        latency_tables=cell_files("results/cells/{task}/{arch}/{algo}/seed{seed}/latency.parquet",
-                                  deployed_only=True),
+        latency_tables=latency_tables,
         complexity_tables=complexity_tables,
         sensitivity_tables=sensitivity_tables,
     output:

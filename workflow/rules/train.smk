@@ -1,5 +1,6 @@
 rule pretrain:
-    """Full-precision model per task x architecture x seed: the start of every cell."""
+    """Full-precision model per task x architecture (trained with the config's
+    `pretrain_seed`): the FP32 cell of every seed and the start of every binarized cell."""
     input:
         force_deleted_results,
         data=dataset_files,
@@ -31,10 +32,10 @@ rule pretrain:
 
 
 rule binarize_finetune:
-    """Binarize the pretrained model with one algorithm and finetune it."""
+    """Binarize the pretrained model with one algorithm and finetune it with the cell's seed."""
     input:
         force_deleted_results,
-        pretrained="results/pretrain/{task}/{arch}/seed{seed}/model.pt",
+        pretrained=pretrained_checkpoint,
     output:
         model="results/cells/{task}/{arch}/{algo}/seed{seed}/model.pt",
         table="results/cells/{task}/{arch}/{algo}/seed{seed}/train.parquet",
