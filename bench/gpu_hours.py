@@ -95,10 +95,11 @@ def step_seconds(m: dict[str, Any], algorithm: str, batch: int) -> float:
 
 def training_flops(arch: str) -> float:
     """FP32 training FLOPs per sample at the paper's input (forward + backward = 3 forwards)."""
-    from bibench.metrics.complexity import PAPER_INPUTS, layer_costs, totals
+    from bibench.metrics.complexity import layer_costs, totals
+    from bibench.models import get_architecture
     from bibench.training.checkpoint import build_cell_model, example_input
 
-    shape, classes = PAPER_INPUTS[arch]
+    shape, classes = get_architecture(arch).paper_input
     model = build_cell_model(arch, FP32, shape, classes)
     return 3.0 * totals(layer_costs(model, example_input(arch, shape, batch=1))).flops
 
@@ -111,14 +112,14 @@ def extrapolate(measured: dict[str, dict[str, Any]], archs: set[str]) -> dict[st
     GPU), the rate the best measured training FLOP rate (the large models). A binarized step
     takes the ratios to FP32 of the measured architecture in the same regime: the smallest one
     where the floor dominates at its batch size, else the largest. A planning figure only."""
-    from bibench.metrics.complexity import PAPER_INPUTS
+    from bibench.models import get_architecture
 
     flops = {a: training_flops(a) for a in measured}
     rate = max(flops[a] * m["fp32"]["samples_per_s"] for a, m in measured.items())
     floor = min(m["fp32"]["step_ms"] for m in measured.values())
     smallest, largest = min(measured, key=flops.get), max(measured, key=flops.get)
     out = {}
-    for arch in sorted(a for a in archs if a in PAPER_INPUTS):
+    for arch in sorted(a for a in archs if get_architecture(a).paper_input is not None):
         per_sample = 1e3 * training_flops(arch) / rate
         bound = per_sample * measured[smallest]["batch"] < floor
         like = smallest if bound else largest

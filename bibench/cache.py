@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 
 from bibench.catalog import FP32, algorithm_sources
+from bibench.sources import architecture_files, dataset_files
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -59,42 +60,10 @@ AGGREGATE = ("metrics/*.py", "evaluation/task_metrics.py", "evaluation/detection
              "latency/engines.py", *REGISTRIES)
 REPORT = ("report/**/*", *AGGREGATE)
 
-_DETECTION = ("models/detection/__init__.py", "models/detection/common.py",
-              "models/detection/ops.py")
-# Architecture -> the modules that define it (tests check this against the registry).
-ARCHITECTURE_MODULES: dict[str, str | tuple[str, ...]] = {
-    **dict.fromkeys(("resnet20", "resnet18", "resnet34", "resnet18_imagenet",
-                     "resnet34_imagenet"), "models/resnet.py"),
-    "vgg_small": "models/vgg.py",
-    **dict.fromkeys(("bert_base", "bert_tiny4", "bert_tiny6", "minilm_l6", "minilm_l2"),
-                    "models/bert.py"),
-    **dict.fromkeys(("fsmn", "dfsmn"), "models/fsmn.py"),
-    **dict.fromkeys(("pointnet", "pointnet_vanilla", "pointnet_seg"), "models/pointnet.py"),
-    **dict.fromkeys(("faster_rcnn_r18", "faster_rcnn_r18_small"),
-                    (*_DETECTION, "models/detection/faster_rcnn.py", "models/resnet.py")),
-    **dict.fromkeys(("ssd300_vgg16", "ssd300_vgg16_small"),
-                    (*_DETECTION, "models/detection/ssd.py")),
-}
-_EMBEDDED = ("data/__init__.py", "data/embedded/__init__.py")
-_OFFICIAL = ("data/__init__.py", "data/official/__init__.py", "data/official/common.py")
-# Dataset -> the loader code its data passes through (tests check it against the registries).
-DATASET_MODULES = {
-    **{name: (*_EMBEDDED, "data/embedded/images.py")
-       for name in ("mnist_embedded", "digits_embedded")},
-    "speech_embedded": (*_EMBEDDED, "data/embedded/common.py", "data/embedded/speech.py"),
-    "text_embedded": (*_EMBEDDED, "data/embedded/common.py", "data/embedded/text.py"),
-    **{name: (*_EMBEDDED, "data/embedded/common.py", "data/embedded/points.py")
-       for name in ("pointcloud_embedded", "partseg_embedded")},
-    "mnist_detection_embedded": (*_EMBEDDED, "data/embedded/detection.py"),
-    **{name: (*_OFFICIAL, "data/official/detection.py") for name in ("voc07", "coco17", "coco14")},
-    **{name: (*_OFFICIAL, "data/official/images.py") for name in ("cifar10", "imagenet")},
-    **{name: (*_OFFICIAL, "data/official/points.py") for name in ("modelnet40", "shapenet_part")},
-    "speech_commands": (*_OFFICIAL, "data/official/speech.py", "data/features.py"),
-    **{f"glue_{t}": (*_OFFICIAL, "data/official/text.py")
-       for t in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")},
-}
-# CIFAR-10-C files read by the evaluate job when a task names them.
-CORRUPTION_FILES = (*_OFFICIAL, "data/official/images.py")
+# An architecture's and a dataset's code: the module that registers it and what that module
+# imports (bibench.sources reads the registrations, so this map has no list of its own).
+# CIFAR-10-C files read by the evaluate job when a task names them: the cifar10c loader's code.
+CORRUPTION_DATASET = "cifar10c"
 
 TRAINED_RULES = ("pretrain", "binarize_finetune", "sensitivity")
 EVALUATE_RULES = ("evaluate", "evaluate_without_export")
@@ -116,8 +85,7 @@ def _stage_files(rule: str) -> tuple[str, ...]:
 
 
 def _architecture_files(arch: str) -> list[str]:
-    modules = ARCHITECTURE_MODULES[arch]
-    return ["models/__init__.py", *([modules] if isinstance(modules, str) else modules)]
+    return list(architecture_files(arch))
 
 
 def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
@@ -130,7 +98,7 @@ def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
     extra: list[Path] = []
     if rule in MODEL_RULES:
         patterns += _architecture_files(arch)
-        patterns += DATASET_MODULES[dataset]
+        patterns += dataset_files(dataset)
         if algorithm != FP32:
             patterns += BINARIZATION
             extra.append(_algorithm_sources()[algorithm])
@@ -139,7 +107,7 @@ def job_sources(rule: str, dataset: str | None = None, arch: str | None = None,
         patterns += [f for a in archs for f in _architecture_files(a)]
         extra += [_algorithm_sources()[a] for a in algorithms if a != FP32]
     if rule in EVALUATE_RULES and corruption_files:
-        patterns += CORRUPTION_FILES
+        patterns += dataset_files(CORRUPTION_DATASET)
     if rule in TIMING_RULES:
         from bibench.latency.engines import plugin_engine_sources
 

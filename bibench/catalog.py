@@ -12,27 +12,23 @@ import importlib.util
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from bibench import sources
+
 ALGORITHMS_DIR = Path(__file__).parent / "algorithms"
 ENTRY_POINT_GROUP = "bibench.algorithms"
 FP32 = "fp32"
 _NOT_ALGORITHMS = {"__init__", "base"}
 
 
-# Dataset facts the workflow needs at parse time (tests check them against the registries).
-EMBEDDED_DATASETS = frozenset({
-    "mnist_embedded", "digits_embedded", "speech_embedded", "text_embedded",
-    "pointcloud_embedded", "partseg_embedded", "mnist_detection_embedded",
-})
+# Dataset facts the workflow needs at parse time, read from the registrations
+# (bibench.data.register_dataset; bibench.sources reads them without importing torch).
+EMBEDDED_DATASETS = frozenset(name for name, (_, kw) in sources.datasets().items()
+                              if not kw.get("official"))
 # Image tasks: corruptions apply to their test images (detection too: the paper's robustness
 # track is image-level).
-IMAGE_DATASETS = frozenset({"mnist_embedded", "digits_embedded", "cifar10", "imagenet",
-                            "mnist_detection_embedded", "voc07", "coco17", "coco14"})
-# Official datasets with a download rule (bibench.data.downloads.DOWNLOADS); ImageNet has none.
-DOWNLOADABLE = frozenset({
-    "cifar10", "cifar10c", "modelnet40", "shapenet_part", "speech_commands", "glue_cola",
-    "glue_sst2", "glue_mrpc", "glue_stsb", "glue_qqp", "glue_mnli", "glue_qnli", "glue_rte",
-    "glue_wnli", "voc07", "coco17",
-})
+IMAGE_DATASETS = frozenset(name for name, (_, kw) in sources.datasets().items() if kw.get("image"))
+# Official datasets with a download rule (bibench.data.downloads); ImageNet has none.
+DOWNLOADABLE = sources.download_rules()
 DEFAULT_DATA_ROOT = "resources"
 
 

@@ -203,14 +203,23 @@ def read_yaml(path: str | Path) -> Any:
 @functools.lru_cache(maxsize=4)
 def _schema(path: str, mtime_ns: int) -> dict[str, Any]:
     """The schema file, parsed once per content version (the key holds its mtime), with the
-    registered engines' names as the only values a device's `engines` may hold (the engine
-    registry is their one list: bibench.latency.engines)."""
+    registered names as the only values of the keys that name a registered thing: a device's
+    `engines` (bibench.latency.engines), a task's `dataset` and `architectures` (their
+    registrations, read by bibench.sources): each registry is the one list of its names."""
+    from bibench import sources
     from bibench.latency.engines import engines
 
     schema = read_yaml(path)
     engine_names = schema.get("$defs", {}).get("device", {}).get("properties", {}).get("engines")
     if engine_names is not None:
         engine_names["items"] = {"enum": list(engines())}
+    task = schema.get("properties", {}).get("tasks", {}).get("additionalProperties", {})
+    fields = task.get("properties", {})
+    if "dataset" in fields:
+        fields["dataset"]["enum"] = sorted(name for name, (_, kw) in sources.datasets().items()
+                                           if kw.get("task", True))
+    if "architectures" in fields:
+        fields["architectures"]["items"] = {"enum": sorted(sources.architectures())}
     return schema
 
 

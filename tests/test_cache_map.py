@@ -9,14 +9,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from bibench.cache import (
-    ARCHITECTURE_MODULES,
-    DATASET_MODULES,
-    PACKAGE,
-    code_fingerprint,
-    job_sources,
-)
+from bibench import sources
+from bibench.cache import PACKAGE, code_fingerprint, job_sources
 
 
 def _source(fn) -> Path:
@@ -24,28 +20,52 @@ def _source(fn) -> Path:
     return Path(inspect.getsourcefile(fn)).resolve()
 
 
-def test_every_architecture_maps_to_the_module_that_defines_it():
+def test_the_scanned_registrations_are_the_registries():
+    """bibench.sources reads the registrations from the files; importing them builds the same
+    registries, each name in the file the scan found (so the code map follows a new
+    architecture or dataset with no list to keep)."""
+    from bibench.data import registered_datasets
     from bibench.models import _ARCHITECTURES, _load
 
     _load()
-    assert set(ARCHITECTURE_MODULES) == set(_ARCHITECTURES)
+    assert set(sources.architectures()) == set(_ARCHITECTURES)
     for name, arch in _ARCHITECTURES.items():
-        modules = ARCHITECTURE_MODULES[name]
-        modules = (modules,) if isinstance(modules, str) else modules
-        assert _source(arch.build) in {PACKAGE / m for m in modules}, name
+        path, facts = sources.architectures()[name]
+        assert _source(arch.build) == path, name
+        assert facts["family"] == arch.family, name
+        assert PACKAGE / "models/__init__.py" in {PACKAGE / f for f in
+                                                   sources.architecture_files(name)}
+    datasets = registered_datasets()
+    assert set(sources.datasets()) == set(datasets)
+    for name, info in datasets.items():
+        path, facts = sources.datasets()[name]
+        assert _source(info.loader) == path, name
+        assert facts.get("official", False) == info.official, name
+        assert facts.get("image", False) == info.image, name
 
 
-def test_every_dataset_maps_to_its_loader_module():
-    import bibench.data.embedded  # noqa: F401
-    from bibench.data import _DATASETS
-    from bibench.data.official import OFFICIAL_LOADERS
+def test_a_registration_that_hides_its_name_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "loop.py").write_text(
+        "for n in ('a', 'b'):\n    register_architecture(Architecture(name=n, family='cnn'))\n")
+    monkeypatch.setattr(sources, "PACKAGE", tmp_path)
+    sources.registrations.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="loop.py:2: register_architecture.*literally"):
+            sources.registrations("register_architecture", "models")
+    finally:
+        sources.registrations.cache_clear()
 
-    loaders = {**{n: d.loader for n, d in _DATASETS.items()}, **OFFICIAL_LOADERS}
-    assert set(loaders) - {"cifar10c"} <= set(DATASET_MODULES)
-    for name, loader in loaders.items():
-        if name != "cifar10c":  # read by the evaluate job, not a task's dataset
-            files = {PACKAGE / f for f in DATASET_MODULES[name]}
-            assert _source(loader) in files, name
+
+def test_a_models_code_is_its_module_and_what_it_imports():
+    # a detector's model is built from the shared detection code and a ResNet backbone
+    files = set(sources.architecture_files("faster_rcnn_r18"))
+    assert {"models/__init__.py", "models/detection/__init__.py", "models/detection/common.py",
+            "models/detection/faster_rcnn.py", "models/resnet.py"} <= files
+    assert "models/detection/ssd.py" not in files and "models/vgg.py" not in files
+    # a package's __init__ is part of each module under it; what it imports to register is not
+    assert set(sources.dataset_files("mnist_embedded")) == {
+        "data/__init__.py", "data/embedded/__init__.py", "data/embedded/images.py"}
 
 
 def test_fingerprints_separate_what_they_should():

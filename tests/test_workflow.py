@@ -273,13 +273,8 @@ def test_every_module_a_job_loads_is_in_its_cache_code_map(tiny_run):
     the job's map, or be a module of another cell (the registries import every architecture,
     dataset and algorithm; only the cell's own, or for the aggregate the grid's, decide the
     results), or carry no code."""
-    from bibench.cache import (
-        ARCHITECTURE_MODULES,
-        BINARIZATION,
-        DATASET_MODULES,
-        PACKAGE,
-        job_sources,
-    )
+    from bibench import sources
+    from bibench.cache import BINARIZATION, PACKAGE, job_sources
     from bibench.jobs import CODE_LOADED
 
     def relative(paths):
@@ -287,12 +282,14 @@ def test_every_module_a_job_loads_is_in_its_cache_code_map(tiny_run):
 
     # the version label (the code fingerprint, not the version, identifies the code), the code
     # map itself (editing it changes every job's fingerprint), packages that are a docstring
-    neutral = {"__init__.py", "cache.py"} | {
+    neutral = {"__init__.py", "cache.py", "sources.py"} | {
         p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("__init__.py")
         if _docstring_only(p)}
     per_cell = relative(algorithm_sources().values()) | set(BINARIZATION)
-    for modules in [*ARCHITECTURE_MODULES.values(), *DATASET_MODULES.values()]:
-        per_cell |= {modules} if isinstance(modules, str) else set(modules)
+    for arch in sources.architectures():
+        per_cell |= set(sources.architecture_files(arch))
+    for dataset in sources.datasets():
+        per_cell |= set(sources.dataset_files(dataset))
     rules = set()
     for log in sorted((tiny_run.root / "logs").rglob("*.log")):
         loaded = [line.split(CODE_LOADED, 1)[1].split() for line in log.read_text().splitlines()

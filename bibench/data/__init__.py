@@ -45,17 +45,37 @@ class TaskData:
 class DatasetInfo:
     loader: Callable[..., TaskData]
     description: str
+    # read from the user's copy of the release (the task's `root`), not from a wheel
+    official: bool = False
+    # image inputs: the robustness track's corruptions apply to its test images
+    image: bool = False
+    # a task's dataset; False for a set read only beside another's test set (CIFAR-10-C)
+    task: bool = True
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, description: str) -> Callable[[Callable[..., TaskData]], Callable]:
+def register_dataset(name: str, description: str, *, official: bool = False, image: bool = False,
+                     task: bool = True) -> Callable[[Callable[..., TaskData]], Callable]:
+    """Register a loader under `name` (the one registry of embedded and official datasets).
+
+    The name and the keywords must be literals: the workflow reads them from the source
+    without importing torch (bibench.sources, bibench.catalog)."""
     def wrap(loader: Callable[..., TaskData]) -> Callable[..., TaskData]:
-        _DATASETS[name] = DatasetInfo(loader, description)
+        _DATASETS[name] = DatasetInfo(loader, description, official=official, image=image,
+                                      task=task)
         return loader
 
     return wrap
+
+
+def registered_datasets() -> dict[str, DatasetInfo]:
+    """Every dataset, embedded and official (importing their modules registers them)."""
+    import bibench.data.embedded
+    import bibench.data.official  # noqa: F401
+
+    return dict(_DATASETS)
 
 
 def load_dataset(name: str, *, root: str | None = None, max_train: int | None = None,
@@ -66,24 +86,21 @@ def load_dataset(name: str, *, root: str | None = None, max_train: int | None = 
     are read from the user's copy in the release's on-disk format. `max_train` / `max_test`
     truncate the splits (the splits are class-interleaved, so truncation keeps them balanced).
     """
-    import bibench.data.embedded  # noqa: F401  (registers the embedded datasets on import)
-
-    if name in _DATASETS:
-        if root is not None:
-            raise ValueError(f"dataset {name!r} is embedded: it takes no `root`")
-        data = _cached(name, options or {})
-        if max_train is None and max_test is None:
-            return data
-        return replace(data, x_train=data.x_train[:max_train], y_train=data.y_train[:max_train],
-                       x_test=data.x_test[:max_test], y_test=data.y_test[:max_test])
-    from bibench.data.official import OFFICIAL_LOADERS, load_official
-
-    if name not in OFFICIAL_LOADERS:
-        known = sorted(_DATASETS) + sorted(OFFICIAL_LOADERS)
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(known)}")
-    if root is None:
-        raise ValueError(f"dataset {name!r} is read from your copy: set `root:` in the task")
-    return load_official(name, root, max_train=max_train, max_test=max_test, **(options or {}))
+    datasets = registered_datasets()
+    if name not in datasets:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(datasets))}")
+    if datasets[name].official:
+        if root is None:
+            raise ValueError(f"dataset {name!r} is read from your copy: set `root:` in the task")
+        return datasets[name].loader(Path(root).expanduser(), max_train=max_train,
+                                     max_test=max_test, **(options or {}))
+    if root is not None:
+        raise ValueError(f"dataset {name!r} is embedded: it takes no `root`")
+    data = _cached(name, options or {})
+    if max_train is None and max_test is None:
+        return data
+    return replace(data, x_train=data.x_train[:max_train], y_train=data.y_train[:max_train],
+                   x_test=data.x_test[:max_test], y_test=data.y_test[:max_test])
 
 
 def _cache_dir() -> Path:

@@ -156,29 +156,18 @@ def speedup_ratio(fp_model_flops: int, binarized: Totals) -> float:
     return fp_model_flops / (BINARY_FLOP_COST * binarized.binary_flops + binarized.fp_flops)
 
 
-# The paper's input and class count per architecture, for `bibench summary` (no data needed).
-PAPER_INPUTS: dict[str, tuple[tuple[int, ...], int]] = {
-    "resnet20": ((3, 32, 32), 10), "resnet18": ((3, 32, 32), 10),
-    "resnet34": ((3, 32, 32), 10), "vgg_small": ((3, 32, 32), 10),
-    "resnet18_imagenet": ((3, 224, 224), 1000), "resnet34_imagenet": ((3, 224, 224), 1000),
-    "pointnet_vanilla": ((3, 1024), 40), "pointnet": ((3, 1024), 40),
-    "pointnet_seg": ((3, 2048), 50),
-    "bert_tiny4": ((128,), 2), "bert_tiny6": ((128,), 2), "bert_base": ((128,), 2),
-    "minilm_l6": ((128,), 2), "minilm_l2": ((128,), 2),
-    "fsmn": ((98, 32), 12), "dfsmn": ((98, 32), 12),
-}
-
-
 def model_summary(arch: str, algorithm: str, input_shape: tuple[int, ...] | None = None,
                   num_classes: int | None = None, keep_fp: tuple[str, ...] | None = None) -> dict:
     """Per-layer precision, parameters, MACs and memory, and the totals r_c, r_s, OM_comp.
 
     Like larq's model summary: what a deployed model stores and computes, layer by layer.
+    Without `input_shape` / `num_classes`: the paper's (the architecture's `paper_input`).
     """
     from bibench.metrics.overall import om_comp
+    from bibench.models import get_architecture
     from bibench.training.checkpoint import build_cell_model, example_input
 
-    default_shape, default_classes = PAPER_INPUTS.get(arch, (None, None))
+    default_shape, default_classes = get_architecture(arch).paper_input or (None, None)
     input_shape = tuple(input_shape or default_shape or ())
     num_classes = num_classes or default_classes
     if not input_shape or not num_classes:

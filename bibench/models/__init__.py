@@ -22,6 +22,9 @@ class Architecture:
     # Keep the first and last Conv/Linear layers (in execution order) full precision.
     keep_first_last: bool = True
     description: str = ""
+    # (input shape, classes) of the paper's benchmark for this architecture: the complexity
+    # figures of a model without a task (bibench.metrics.complexity.model_summary)
+    paper_input: tuple[tuple[int, ...], int] | None = None
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}

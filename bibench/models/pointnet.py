@@ -170,14 +170,17 @@ ENCODER_FP = ("encoder.mlp1.0", "encoder.input_tnet.convs.0", "encoder.feature_t
 register_architecture(Architecture(
     name="pointnet_vanilla", family="mlp", build=pointnet_vanilla, keep_fp=ENCODER_FP,
     description="PointNet without T-Nets, EMA-max aggregation (0.82M parameters, 40 classes)",
+    paper_input=((3, 1024), 40),
 ))
 register_architecture(Architecture(
     name="pointnet", family="mlp", build=pointnet, keep_fp=ENCODER_FP,
     description="PointNet with 3x3 and 64x64 T-Nets, EMA-max aggregation (3.48M, 40 classes)",
+    paper_input=((3, 1024), 40),
 ))
 register_architecture(Architecture(
     name="pointnet_seg", family="mlp", build=pointnet_seg, keep_fp=ENCODER_FP,
     description="PointNet part segmentation (T-Nets, EMA-max); output (N, parts, P)",
+    paper_input=((3, 2048), 50),
 ))
 
 __all__ = ["EMAMax", "PointNet", "PointNetSeg", "TNet", "ema_max_offset"]

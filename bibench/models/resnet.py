@@ -78,6 +78,7 @@ register_architecture(
         build=resnet20,
         keep_fp=("*.shortcut.*",),
         description="ResNet-20 (CIFAR stem, 0.27M parameters)",
+        paper_input=((3, 32, 32), 10),
     )
 )
 
@@ -157,13 +158,23 @@ def resnet34_imagenet(input_shape: tuple[int, ...], num_classes: int, **kwargs) 
 # Downsample (1x1) shortcut convs stay full precision, as in the authors' code.
 SHORTCUT_FP = ("*.shortcut.*",)
 
-for _build, _desc in (
-    (resnet18, "ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.17M parameters for 10 classes"),
-    (resnet34, "ResNet-34, CIFAR stem (3x3 conv, no max-pool); 21.28M parameters for 10 classes"),
-    (resnet18_imagenet, "ResNet-18, ImageNet stem (7x7/2 conv + max-pool); 11.69M for 1000"),
-    (resnet34_imagenet, "ResNet-34, ImageNet stem (7x7/2 conv + max-pool); 21.80M for 1000"),
-):
-    register_architecture(
-        Architecture(name=_build.__name__, family="cnn", build=_build, keep_fp=SHORTCUT_FP,
-                     description=_desc)
-    )
+register_architecture(Architecture(
+    name="resnet18", family="cnn", build=resnet18, keep_fp=SHORTCUT_FP,
+    description="ResNet-18, CIFAR stem (3x3 conv, no max-pool); 11.17M parameters for 10 classes",
+    paper_input=((3, 32, 32), 10),
+))
+register_architecture(Architecture(
+    name="resnet34", family="cnn", build=resnet34, keep_fp=SHORTCUT_FP,
+    description="ResNet-34, CIFAR stem (3x3 conv, no max-pool); 21.28M parameters for 10 classes",
+    paper_input=((3, 32, 32), 10),
+))
+register_architecture(Architecture(
+    name="resnet18_imagenet", family="cnn", build=resnet18_imagenet, keep_fp=SHORTCUT_FP,
+    description="ResNet-18, ImageNet stem (7x7/2 conv + max-pool); 11.69M for 1000",
+    paper_input=((3, 224, 224), 1000),
+))
+register_architecture(Architecture(
+    name="resnet34_imagenet", family="cnn", build=resnet34_imagenet, keep_fp=SHORTCUT_FP,
+    description="ResNet-34, ImageNet stem (7x7/2 conv + max-pool); 21.80M for 1000",
+    paper_input=((3, 224, 224), 1000),
+))

@@ -57,5 +57,6 @@ register_architecture(
         build=vgg_small,
         keep_fp=(),
         description="VGG-Small (LQ-Nets CIFAR VGG, 4.66M parameters for CIFAR-10)",
+        paper_input=((3, 32, 32), 10),
     )
 )

