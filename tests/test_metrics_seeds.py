@@ -71,3 +71,24 @@ def test_tracks_carry_the_per_seed_mean_and_interval():
     row = one[(one["algorithm"] == "bnn") & (one["metric"] == "OM_task")].iloc[0]
     assert row["n_seeds"] == 1 and math.isnan(row["ci95_low"])
     assert row["seed_mean"] == pytest.approx(row["value"])
+
+
+def test_the_shared_fp32_run_is_the_fp32_cell_of_every_seed():
+    from bibench.metrics.aggregate import shared_fp32_training
+
+    def run(algorithm, seed, loss):
+        return {"task": "mnist", "arch": "resnet20", "algorithm": algorithm, "seed": seed,
+                "epoch": 1, "loss": loss}
+
+    train = pd.DataFrame([run("fp32", 0, 0.1), run("bnn", 0, 0.5), run("bnn", 1, 0.6)])
+    evals = pd.DataFrame([{"task": "mnist", "arch": "resnet20", "algorithm": a, "seed": s}
+                          for a in ("fp32", "bnn") for s in (0, 1, 2)])
+    out = shared_fp32_training(train, evals)
+    fp32 = out[out["algorithm"] == "fp32"].sort_values("seed")
+    # the one pretraining run (pretrain_seed 0) under each seed of the FP32 cells
+    assert list(fp32["seed"]) == [0, 1, 2] and set(fp32["loss"]) == {0.1}
+    # binarized runs are each seed's own: a missing one stays missing
+    assert len(out[out["algorithm"] == "bnn"]) == 2
+    # FP32 runs with a seed of their own each are left as they are
+    own = pd.concat([train, pd.DataFrame([run("fp32", 1, 0.2)])], ignore_index=True)
+    assert len(shared_fp32_training(own, evals)) == len(own)
