@@ -25,8 +25,8 @@ from torch import nn
 
 from bibench.algorithms import available
 from bibench.binarize import binarize, update_schedules
-from bibench.jobs import device_model
 from bibench.models import build_model, get_architecture
+from bibench.provenance import device_model
 from bibench.training.device import autocast, prepare_device
 
 BERT_VOCAB = 30522  # token ids of the transformer architectures (bibench.models.bert)

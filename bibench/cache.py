@@ -36,8 +36,9 @@ from bibench.sources import architecture_files, dataset_files
 PACKAGE = Path(__file__).resolve().parent
 
 # Files every job's results depend on: the job functions, the table schemas, the settings hash,
-# the catalog of names every registry reads, and the machine description in every row.
-GLUE = ("jobs.py", "io.py", "config.py", "catalog.py", "latency/machine.py")
+# the catalog of names every registry reads, and the provenance and machine description in
+# every row.
+GLUE = ("jobs.py", "io.py", "config.py", "catalog.py", "provenance.py", "latency/machine.py")
 # Code that turns a model into a binarized one (for the cells of every binarization algorithm).
 BINARIZATION = ("algorithms/__init__.py", "algorithms/base.py", "binarize.py")
 TRAINING = ("training/*.py",)

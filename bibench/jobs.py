@@ -14,14 +14,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bibench
 from bibench.catalog import FP32
-from bibench.config import config_hash
 from bibench.io import DamagedFileError, DiskFullError, write_table
+from bibench.provenance import provenance
 
 if TYPE_CHECKING:
     from bibench.data import TaskData
@@ -121,34 +120,6 @@ def loaded_sources() -> list[str]:
         if path and (name == "bibench" or name.startswith("bibench.")):
             files.add(Path(path).resolve().relative_to(package).as_posix())
     return sorted(files)
-
-
-def device_model(device: str) -> str:
-    """The processor a row's numbers come from: the GPU's name on CUDA, else the CPU model.
-    torch is imported only for a GPU: the latency job runs without it (2.2 s of its start)."""
-    if device.startswith("cuda"):
-        import torch
-
-        return torch.cuda.get_device_name(torch.device(device))
-    from bibench.latency.machine import cpu_model
-
-    return cpu_model()
-
-
-def provenance(settings: Any, device: str, threads: int, precision: str = "fp32", *,
-               code: str) -> dict[str, Any]:
-    """Where a row's numbers come from: settings hash, code fingerprint (bibench.cache),
-    versions, device (kind and model), precision, threads."""
-    return {
-        "cell_config_hash": config_hash(settings),
-        "code_fingerprint": code,
-        "bibench_version": bibench.__version__,
-        "torch_version": version("torch"),
-        "device": device,
-        "device_model": device_model(device),
-        "precision": precision,
-        "threads": threads,
-    }
 
 
 def _load_task(dataset: dict[str, Any]) -> TaskData:
@@ -287,7 +258,7 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
     import torch
 
     from bibench.export.forms import EXPORT_FORMS, export_rows, not_exported_rows, parity_enforced
-    from bibench.training.checkpoint import check_cell, load_checkpoint
+    from bibench.training.checkpoint import check_cell, load_checkpoint, not_trained
 
     if export_settings is not None:
         missing = ([] if export_table else ["export_table"]) + [
@@ -329,14 +300,6 @@ def evaluate(*, task: str, arch: str, algorithm: str, seed: int, dataset: dict[s
         write_table([{**cell, **r, **prov} for r in rows], complexity, "complexity")
     if reason is not None:
         log.warning("%s: not exported and complexity not measured", reason)
-
-
-def not_trained(meta: dict[str, Any]) -> str | None:
-    """Why a cell's model is not measured (None: its training ran to the end): `training
-    failed: <error>`, `training diverged` or `training skipped: full-precision model ...`, from
-    the status its checkpoint records."""
-    status = meta.get("train_status", "ok")
-    return None if status == "ok" else f"training {status}"
 
 
 def _evaluate(net, reason: str | None, data: TaskData, *, task: str, arch: str,

@@ -197,7 +197,13 @@ def test_a_checkpoint_of_another_cell_is_refused(tmp_path, trained_fp32, digits)
                                          r"'fp32' \(the cell's: 'bnn'\)"):
         evaluate(**job, algorithm="bnn")
     assert not (tmp_path / "eval.parquet").exists()
+    # a binarized cell's checkpoint is its seed's; the FP32 one is every seed's (pretrain_seed)
+    from bibench.training.checkpoint import build_cell_model
+
+    bnn = build_cell_model("resnet20", "bnn", digits.input_shape, digits.num_classes)
+    save_checkpoint(bnn, tmp_path / "bnn.pt", {**meta, "algorithm": "bnn"})
     with pytest.raises(ValueError, match=r"seed 0 \(the cell's: 1\)"):
-        evaluate(**{**job, "seed": 1}, algorithm="fp32")
-    evaluate(**job, algorithm="fp32")
+        evaluate(**{**job, "seed": 1, "checkpoint": str(tmp_path / "bnn.pt")}, algorithm="bnn")
+    assert not (tmp_path / "eval.parquet").exists()
+    evaluate(**{**job, "seed": 1}, algorithm="fp32")
     assert (tmp_path / "eval.parquet").exists()

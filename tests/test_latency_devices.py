@@ -67,7 +67,7 @@ def test_the_latency_job_runs_without_torch(onnx_files, tmp_path):
     """Every latency job is a fresh process that holds all cores; torch's import alone is
     2.2 s of it on this project's machine, and the job needs none of torch."""
     from bibench.io import write_table
-    from bibench.jobs import provenance
+    from bibench.provenance import provenance
 
     cell = {"task": "t", "arch": "a", "algorithm": "fp32", "seed": 0}
     write_table([{**cell, "form": "onnx", "status": "ok", "opset": 17, "file_bytes": 1,

@@ -261,6 +261,6 @@ def test_the_training_job_records_device_model_precision_and_determinism(tmp_pat
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_cuda_row_names_the_gpu():
-    from bibench.jobs import device_model
+    from bibench.provenance import device_model
 
     assert device_model("cuda") == torch.cuda.get_device_properties(0).name

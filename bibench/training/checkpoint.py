@@ -94,3 +94,11 @@ def check_cell(path: str | Path, meta: dict[str, Any], **cell: Any) -> None:
              if key in meta and str(meta[key]) != str(value)]
     if wrong:
         raise ValueError(f"{path} is not this cell's checkpoint: it records {', '.join(wrong)}")
+
+
+def not_trained(meta: dict[str, Any]) -> str | None:
+    """Why a cell's model is not measured (None: its training ran to the end): `training
+    failed: <error>`, `training diverged` or `training skipped: full-precision model ...`, from
+    the status its checkpoint records."""
+    status = meta.get("train_status", "ok")
+    return None if status == "ok" else f"training {status}"
