@@ -2,10 +2,14 @@
 interval over seeds, range over seeds), which pairwise differences are significant, which
 algorithms are tied for best, and the rank agreement with the paper with its interval.
 
-Reads the results of a finished run in the current folder (or --results DIR):
+Reads the results of a finished run in the current folder (or --results DIR), e.g. the default
+config's (three paired seeds):
 
-    snakemake --cores 2 results/report.html --configfile three_seeds.yaml  # seeds: [0, 1, 2]
+    snakemake --cores 2 results/report.html
     python bench/rankings.py --json
+
+Per task it also counts the binarized training runs (cells x seeds) whose loss had not levelled
+off (`not converged`, bibench.metrics.quality.convergence).
 
 The same numbers as the report (bibench.report.ranking), as JSON for bench/measurements.py.
 """
@@ -25,6 +29,7 @@ def rankings(results: Path) -> dict[str, Any]:
     from bibench.catalog import FP32
     from bibench.io import read_table
     from bibench.metrics.comparisons import beats
+    from bibench.metrics.quality import NOT_CONVERGED
     from bibench.metrics.seeds import mean_ci
     from bibench.report.cells import cell_marks, unranked
     from bibench.report.paper import cell_row
@@ -64,6 +69,7 @@ def rankings(results: Path) -> dict[str, Any]:
         significant = mine[mine["better"] != "tied"]
         paper = cell_row(part["stands_in_for"].iloc[0], arch)
         paper_values = dict(zip(paper["algorithm"], paper["value"], strict=True))
+        runs = part[part["algorithm"] != FP32]
         binarized = [v["seed_range"] for a, v in per_algo.items()
                      if a != FP32 and v["seed_range"] is not None]
         out["summary"][name] = {
@@ -76,6 +82,9 @@ def rankings(results: Path) -> dict[str, Any]:
                 {a: (v["mean"] if v["mean"] is not None else math.nan)
                  for a, v in per_algo.items()}, reps.get((task, arch)), paper_values),
             "largest_seed_range_binarized": max(binarized) if binarized else None,
+            "binarized_runs_not_levelled_off": (
+                f"{int((runs['convergence'] == NOT_CONVERGED).sum())} of {len(runs)}"
+                if "convergence" in part.columns else "n/a"),
         }
     return out
 
