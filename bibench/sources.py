@@ -128,8 +128,8 @@ def registrations(function: str, under: str) -> dict[str, tuple[Path, dict[str, 
     `function` in the package's files under `under`."""
     found: dict[str, tuple[Path, dict[str, Any]]] = {}
     for path in sorted((PACKAGE / under).rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+        if "__pycache__" in path.parts or f"{function}(" not in path.read_text():
+            continue  # (parsing only the files that call it: the scan runs at parse time)
         for call in _calls_to(_tree(path), function):
             name, keywords = _registered(call)
             if name is None:
