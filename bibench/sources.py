@@ -10,7 +10,7 @@ module level (an import inside a function is a dispatch, not a dependency of the
 dataset front door `load_dataset` imports every loader that way). This is timm's
 `_model_to_module`, found without importing. A registration must therefore name what it
 registers literally; `registrations` refuses one that does not, saying where.
-tests/test_sources.py holds the scan to the registries that importing the package builds.
+tests/test_cache_map.py holds the scan to the registries that importing the package builds.
 """
 
 from __future__ import annotations
