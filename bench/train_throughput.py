@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bibench.config import dataset_settings, load_config
-from bibench.data import load_dataset
+from bibench.data import load_task
 from bibench.latency.machine import cpu_model
 from bibench.training.checkpoint import build_cell_model
 from bibench.training.loop import TrainSettings, freeze, loss_function, train
@@ -54,7 +54,7 @@ def _plain_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimize
 
 
 def measure_task(name: str, spec: dict, algorithm: str, repeats: int) -> dict:
-    data = load_dataset(**_loader_args(dataset_settings(spec)))
+    data = load_task(dataset_settings(spec))
     arch = spec["architectures"][0]
     settings = TrainSettings.from_config({**spec["finetune"], "epochs": 1})
     torch.manual_seed(0)
@@ -83,12 +83,6 @@ def measure_task(name: str, spec: dict, algorithm: str, repeats: int) -> dict:
             "plain_samples_per_s": round(per_s["plain"], 1),
             "gap": round(per_s["plain"] / per_s["bibench"] - 1, 3),
             "epoch_seconds": {k: [round(t, 3) for t in v] for k, v in timings.items()}}
-
-
-def _loader_args(settings: dict) -> dict:
-    return {"name": settings["name"], "root": settings.get("root"),
-            "options": settings.get("options"), "max_train": settings.get("max_train"),
-            "max_test": settings.get("max_test")}
 
 
 def main() -> None:

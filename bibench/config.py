@@ -407,6 +407,13 @@ def data_root(task: dict[str, Any]) -> str | None:
     return task["root"] or DEFAULT_DATA_ROOT
 
 
+def timed_seed(config: dict[str, Any]) -> int:
+    """The seed whose cells are timed: the first of `seeds`. Every seed's export forms have the
+    same graph, shapes and kernels, so latency is measured once per (task, arch, algorithm)
+    (docs/design.md, "What a seed varies")."""
+    return config["seeds"][0]
+
+
 def dataset_settings(task: dict[str, Any]) -> dict[str, Any]:
     """What a job needs to load the task's data."""
     return {"name": task["dataset"], "root": data_root(task), "options": task["options"],

@@ -123,12 +123,9 @@ def loaded_sources() -> list[str]:
 
 
 def _load_task(dataset: dict[str, Any]) -> TaskData:
-    from bibench.data import load_dataset
+    from bibench.data import load_task
 
-    return load_dataset(
-        dataset["name"], root=dataset.get("root"), options=dataset.get("options"),
-        max_train=dataset.get("max_train"), max_test=dataset.get("max_test"),
-    )
+    return load_task(dataset)
 
 
 def _cell(task: str, arch: str, algorithm: str, seed: int) -> dict[str, Any]:

@@ -154,26 +154,21 @@ def datasets() -> dict[str, tuple[Path, dict[str, Any]]]:
     return registrations("register_dataset", "data")
 
 
-def _relative(files: tuple[Path, ...]) -> tuple[str, ...]:
-    return tuple(f.relative_to(PACKAGE).as_posix() for f in files)
+def _files(registry: dict[str, tuple[Path, dict[str, Any]]], kind: str, name: str
+           ) -> tuple[str, ...]:
+    if name not in registry:
+        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+    return tuple(f.relative_to(PACKAGE).as_posix() for f in module_closure(registry[name][0]))
 
 
 def architecture_files(arch: str) -> tuple[str, ...]:
     """The package files (relative) an architecture's model comes from."""
-    try:
-        return _relative(module_closure(architectures()[arch][0]))
-    except KeyError:
-        raise KeyError(f"unknown architecture {arch!r}; known: "
-                       f"{', '.join(sorted(architectures()))}") from None
+    return _files(architectures(), "architecture", arch)
 
 
 def dataset_files(dataset: str) -> tuple[str, ...]:
     """The package files (relative) a dataset's data pass through."""
-    try:
-        return _relative(module_closure(datasets()[dataset][0]))
-    except KeyError:
-        raise KeyError(f"unknown dataset {dataset!r}; known: "
-                       f"{', '.join(sorted(datasets()))}") from None
+    return _files(datasets(), "dataset", dataset)
 
 
 def download_rules() -> frozenset[str]:

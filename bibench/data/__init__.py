@@ -103,6 +103,14 @@ def load_dataset(name: str, *, root: str | None = None, max_train: int | None = 
                    x_test=data.x_test[:max_test], y_test=data.y_test[:max_test])
 
 
+def load_task(settings: dict) -> TaskData:
+    """load_dataset with a task's dataset settings as the workflow passes them
+    (bibench.config.dataset_settings: name, root, options, max_train, max_test)."""
+    return load_dataset(settings["name"], root=settings.get("root"),
+                        options=settings.get("options"), max_train=settings.get("max_train"),
+                        max_test=settings.get("max_test"))
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("BIBENCH_CACHE", Path.home() / ".cache" / "bibench")) / "datasets"
 
